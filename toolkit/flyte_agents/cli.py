@@ -48,7 +48,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="flyte-agents", standalone_mode=False)
-    except FlyteAgentsError as err:
+    except FlyteAgentsError as err:  # one line, no traceback, unless --debug
         if "--debug" in (argv if argv is not None else sys.argv):
             raise
         click.echo(f"error: {err}", err=True)

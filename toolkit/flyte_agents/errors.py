@@ -1,7 +1,13 @@
 """Errors the CLI turns into one line and an exit code (no traceback unless --debug).
 
-Exit codes: 1 unexpected bug, 2 user error (bad input: fix the named field), 3+ infrastructure failures, one per
-component, so CI can tell "your config is wrong" from "the registry is down".
+Every error message is one line: what is wrong and what to do. Exit codes tell CI what failed:
+
+    1  unexpected bug                    7  an image build step failed
+    2  bad input (nothing was changed)   8  Kubernetes API unreachable or refused the request
+    3  other infrastructure failure      9  helm failed
+    4  Docker Engine unreachable        10  a rollout did not become ready
+    5  registry unreachable or refused  11  verification failed (health, ListAgents, routing)
+    6  Dockerfile invalid               12  a concurrent writer kept winning (retries exhausted)
 """
 from __future__ import annotations
 
@@ -11,14 +17,9 @@ class FlyteAgentsError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, exit_code: int | None = None):
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
-
 
 class UserError(FlyteAgentsError):
-    """Bad input: names the field and the fix. Nothing was changed."""
+    """Bad input: the message names the field and the fix. Nothing was changed."""
 
     exit_code = 2
 
@@ -27,3 +28,39 @@ class InfraError(FlyteAgentsError):
     """A component (Docker, registry, helm, Kubernetes, agent server) failed or is unreachable."""
 
     exit_code = 3
+
+
+class DockerUnavailable(InfraError):
+    exit_code = 4
+
+
+class RegistryError(InfraError):
+    exit_code = 5
+
+
+class DockerfileError(UserError):
+    exit_code = 6
+
+
+class BuildStepFailed(InfraError):
+    exit_code = 7
+
+
+class KubernetesError(InfraError):
+    exit_code = 8
+
+
+class HelmError(InfraError):
+    exit_code = 9
+
+
+class RolloutTimeout(InfraError):
+    exit_code = 10
+
+
+class VerificationFailed(FlyteAgentsError):
+    exit_code = 11
+
+
+class ConflictError(InfraError):
+    exit_code = 12
