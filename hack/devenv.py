@@ -37,6 +37,9 @@ CACHE = Path(os.environ.get("FA_CACHE_DIR", Path.home() / ".cache" / "flyte-agen
 STATE = Path(os.environ.get("FA_STATE_DIR", "/tmp/flyte-agents-env"))
 
 KUBE_VERSION = "v1.34.4"
+# Built, not Debian's 3.4: kube-apiserver needs etcd >= 3.4.31 for watch-progress requests, without which
+# client-go's streaming lists (used by kwok) fail and kwok misses pod updates.
+ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM3_VERSION = "v3.21.4"
 HELM4_VERSION = "v4.2.4"
@@ -50,8 +53,7 @@ ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
 APISERVER_PORT = 16443
 KWOK_PORT = 10247
 NODE_NAME = "kwok-node-0"
-APT_PACKAGES = {"dockerd": "docker.io", "docker-registry": "docker-registry", "etcd": "etcd-server",
-                "mmdebstrap": "mmdebstrap"}
+APT_PACKAGES = {"dockerd": "docker.io", "docker-registry": "docker-registry", "mmdebstrap": "mmdebstrap"}
 
 
 class EnvError(Exception):
@@ -265,7 +267,7 @@ def up_base_image() -> Result:
         return Result("base-image", BASE_IMAGE, time.monotonic() - t0, "running")
     tarball = CACHE / "images" / f"{BASE_SUITE}-python.tar"
     action = "cached"
-    if not tarball.exists():
+    if not tarball.is_file():
         ensure_apt("mmdebstrap")
         tarball.parent.mkdir(parents=True, exist_ok=True)
         tmp = tarball.with_suffix(".partial.tar")  # mmdebstrap picks the format by extension
@@ -353,27 +355,27 @@ def kube_path_env() -> dict[str, str]:
 
 def up_kube() -> Result:
     t0 = time.monotonic()
-    if apiserver_ready() and recorded_pid("kwok") and node_ready():
-        return Result("kubernetes", f"{KUBE_VERSION} (kwok {KWOK_VERSION})", time.monotonic() - t0, "running")
-    ensure_apt("etcd")
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
         kube_f = pool.submit(cached_build, "kube", KUBE_VERSION, [str(HACK / "build-kube.sh"), KUBE_VERSION])
+        etcd_f = pool.submit(cached_build, "etcd", ETCD_VERSION,
+                             [str(HACK / "go-build-module.sh"), "go.etcd.io/etcd/server/v3", ETCD_VERSION,
+                              ETCD_VERSION], "etcd=go.etcd.io/etcd/server/v3")
         kwok_f = pool.submit(go_install, "kwok", "sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION)
-        kube_dir, kube_cached = kube_f.result()
-        kwok_dir, kwok_cached = kwok_f.result()
+        (kube_dir, kube_cached), (etcd_dir, etcd_cached), (kwok_dir, kwok_cached) = \
+            kube_f.result(), etcd_f.result(), kwok_f.result()
     built = time.monotonic() - t0
     make_pki()
     write_kubeconfig()
     crt, key, ca = (str(PKI / n) for n in ("admin.crt", "admin.key", "ca.crt"))
+    started_before = set(running_daemons())
     if not port_open(ETCD_PORT):
-        start("etcd", ["etcd", "--name", "kwok", "--data-dir", str(KUBE / "etcd"),
+        start("etcd", [str(etcd_dir / "etcd"), "--name", "kwok", "--data-dir", str(KUBE / "etcd"),
                        "--listen-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
                        "--advertise-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
                        "--listen-peer-urls", f"http://127.0.0.1:{ETCD_PEER_PORT}",
                        "--initial-advertise-peer-urls", f"http://127.0.0.1:{ETCD_PEER_PORT}",
                        "--initial-cluster", f"kwok=http://127.0.0.1:{ETCD_PEER_PORT}",
-                       "--quota-backend-bytes", str(4 << 30), "--unsafe-no-fsync"],
-              env={"ETCD_UNSUPPORTED_ARCH": ""})
+                       "--quota-backend-bytes", str(4 << 30), "--unsafe-no-fsync"])
         wait_until("etcd", lambda: http_status(f"http://127.0.0.1:{ETCD_PORT}/health") == 200, 30)
     if not apiserver_ready():
         start("kube-apiserver", [
@@ -393,7 +395,7 @@ def up_kube() -> Result:
         start("kube-controller-manager", [
             str(kube_dir / "kube-controller-manager"), f"--kubeconfig={KUBECONFIG}", "--leader-elect=false",
             f"--root-ca-file={ca}", f"--service-account-private-key-file={key}", "--use-service-account-credentials",
-            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
             "--bind-address=127.0.0.1", "--secure-port=0", "--kube-api-qps=5000", "--kube-api-burst=10000",
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10"])
     if not recorded_pid("kube-scheduler"):
@@ -407,7 +409,10 @@ def up_kube() -> Result:
                        f"--tls-private-key-file={key}", "--node-lease-duration-seconds=40"])
     create_node()
     wait_until("kwok", node_ready, 60)
-    action = "cached" if kube_cached and kwok_cached else f"built in {built:.0f}s"
+    if set(running_daemons()) == started_before:
+        action = "running"
+    else:
+        action = "started" if kube_cached and etcd_cached and kwok_cached else f"built in {built:.0f}s"
     return Result("kubernetes", f"{KUBE_VERSION} (kwok {KWOK_VERSION}, https://127.0.0.1:{APISERVER_PORT})",
                   time.monotonic() - t0, action)
 
@@ -475,6 +480,10 @@ def cmd_up(_args) -> int:
 
 # Reverse start order: dependents first.
 DAEMONS = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd", "registry", "dockerd"]
+
+
+def running_daemons() -> list[str]:
+    return [name for name in DAEMONS if recorded_pid(name)]
 
 
 def cmd_down(_args) -> int:
