@@ -15,6 +15,7 @@ from .errors import FlyteAgentsError
 
 # name -> (module relative to this package, click command attribute, one-line help for the command list).
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "config": ("commands.config", "config", "Render, diff, lint, apply or remove propeller's agent routing."),
 }
 
 

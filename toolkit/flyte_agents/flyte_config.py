@@ -433,7 +433,7 @@ class PropellerConfig:
         return result
 
 
-def _at(tree: Any, *path: str) -> Any:
+def lookup(tree: Any, *path: str) -> Any:
     """Look a path up case-insensitively, as viper does."""
     for key in path:
         if not isinstance(tree, dict):
@@ -492,16 +492,16 @@ class EffectiveConfig:
 
 
 def effective(merged: dict) -> EffectiveConfig:
-    raw_enabled = _at(merged, "tasks", "task-plugins", "enabled-plugins")
+    raw_enabled = lookup(merged, "tasks", "task-plugins", "enabled-plugins")
     enabled = tuple(_clean(p) for p in raw_enabled) if isinstance(raw_enabled, list) else ()
     defaults = {_clean(k): _clean(v) for k, v in
-                slice_to_map(_at(merged, "tasks", "task-plugins", "default-for-task-types")).items()}
+                slice_to_map(lookup(merged, "tasks", "task-plugins", "default-for-task-types")).items()}
     plugins = {n.plugin: _plugin_view(merged, n) for n in (AGENT_NAMING, CONNECTOR_NAMING)}
     return EffectiveConfig(enabled, bool(enabled), defaults, plugins)
 
 
 def _plugin_view(merged: dict, naming: Naming) -> PluginView:
-    section = _at(merged, "plugins", naming.plugin)
+    section = lookup(merged, "plugins", naming.plugin)
     if not isinstance(section, dict):
         return PluginView(naming.plugin, section is not None, None, (), {})
     default = _deployment_view("", section.get(naming.default_key.lower()))
@@ -573,7 +573,7 @@ def _lint_file_keys(config: PropellerConfig) -> list[LintFinding]:
     for config_file in config.ordered():
         document = config_file.document()
         for naming in (AGENT_NAMING, CONNECTOR_NAMING):
-            section = _at(document, "plugins", naming.plugin)
+            section = lookup(document, "plugins", naming.plugin)
             if not isinstance(section, dict):
                 continue
             section = lowercase_keys_shallow(section)
@@ -685,7 +685,7 @@ def _lint_plugin_section(merged: dict, plugin_view: PluginView, view: EffectiveC
     plugin = plugin_view.plugin
     naming = naming_of_plugin(plugin)
     findings: list[LintFinding] = []
-    section = lowercase_keys_shallow(_at(merged, "plugins", plugin))
+    section = lowercase_keys_shallow(lookup(merged, "plugins", plugin))
     other = naming_of_plugin(naming.other_plugin)
     for key in other.section_keys:
         if key.lower() in section:
@@ -858,10 +858,10 @@ def plan_routing(config: PropellerConfig, version: FlyteVersion, services: Seque
 def routing_sections(merged: dict) -> dict:
     """The parts of a merged config that decide task routing."""
     sections: dict[str, Any] = {}
-    task_plugins = _at(merged, "tasks", "task-plugins")
+    task_plugins = lookup(merged, "tasks", "task-plugins")
     if task_plugins is not None:
         sections["tasks"] = {"task-plugins": task_plugins}
-    plugins = {p: _at(merged, "plugins", p) for p in (AGENT_PLUGIN, CONNECTOR_PLUGIN) if _at(merged, "plugins", p)}
+    plugins = {p: lookup(merged, "plugins", p) for p in (AGENT_PLUGIN, CONNECTOR_PLUGIN) if lookup(merged, "plugins", p)}
     if plugins:
         sections["plugins"] = plugins
     return sections
@@ -892,7 +892,7 @@ class _PlanBuilder:
         self.notes: list[LintFinding] = []
 
     def enable_plugin(self) -> None:
-        raw = _at(self.before, "tasks", "task-plugins", "enabled-plugins")
+        raw = lookup(self.before, "tasks", "task-plugins", "enabled-plugins")
         if raw is not None and not isinstance(raw, list):
             raise UserError("tasks.task-plugins.enabled-plugins is not a list: write it as a YAML list of plugin ids")
         plugin = self.naming.plugin
@@ -931,7 +931,7 @@ class _PlanBuilder:
 
     def route(self, services: Sequence[AgentService], version: FlyteVersion) -> None:
         naming = self.naming
-        section = _at(self.before, "plugins", naming.plugin)
+        section = lookup(self.before, "plugins", naming.plugin)
         section = section if isinstance(section, dict) else {}
         for service in services:
             desired = self._deployment(service, version)
@@ -985,7 +985,7 @@ class _PlanBuilder:
             task_plugins["enabled-plugins"] = self.enabled
         if self.pins:
             task_plugins["default-for-task-types"] = _overlay(
-                _at(self.before, "tasks", "task-plugins", "default-for-task-types"), self.pins)
+                lookup(self.before, "tasks", "task-plugins", "default-for-task-types"), self.pins)
         if task_plugins:
             content["tasks"] = {"task-plugins": task_plugins}
         if self.section:

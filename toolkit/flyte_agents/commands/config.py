@@ -1,0 +1,318 @@
+"""`flyte-agents config`: render, diff and lint propeller's agent routing offline; apply or remove it in a cluster.
+
+Services come from `--service` specs and/or a `--services` YAML file:
+
+    --service id=my-agent,endpoint=k8s://my-agent.flyte:8000,task-types=my_task+other_task[,sync][,default]
+              [,timeout=10s][,insecure=false]
+
+    services:                       # --services FILE
+      - id: my-agent
+        endpoint: k8s://my-agent.flyte:8000
+        taskTypes: [my_task]
+        sync: false                 # optional
+        default: false              # optional: becomes defaultAgent / defaultConnector
+        timeout: 10s                # optional: defaultTimeout
+        insecure: true              # optional
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+import yaml
+
+from .. import flyte_config as fc
+from .. import propeller_target as pt
+from ..errors import UserError
+
+OFFLINE_OUTPUTS = ("yaml", "json", "diff", "values")
+SERVICE_FIELDS = {"id": "id", "endpoint": "endpoint", "tasktypes": "task_types", "task_types": "task_types",
+                  "task-types": "task_types", "sync": "sync", "default": "default", "timeout": "timeout",
+                  "insecure": "insecure"}
+
+
+# ------------------------------------------------------------------------------------------------ services input
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", ""):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise UserError(f"{what} is {value!r}, not a boolean: use true or false")
+
+
+def service_from_mapping(raw: Any, where: str) -> fc.AgentService:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} is not a map: give id, endpoint and taskTypes")
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = SERVICE_FIELDS.get(str(key).lower())
+        if name is None:
+            raise UserError(f"{where}: unknown field {key!r}: use id, endpoint, taskTypes, sync, default, timeout, "
+                            "insecure")
+        fields[name] = value
+    for required in ("id", "endpoint"):
+        if not fields.get(required):
+            raise UserError(f"{where}: field {required} is missing: every service needs an id and an endpoint")
+    types = fields.get("task_types") or []
+    if isinstance(types, str):
+        types = [t for t in types.split("+")]
+    if not isinstance(types, list):
+        raise UserError(f"{where}: taskTypes must be a list of task type names")
+    label = f"{where} {fields['id']}"
+    return fc.AgentService(
+        id=str(fields["id"]), endpoint=str(fields["endpoint"]), task_types=tuple(types),
+        sync=_bool(fields.get("sync", False), f"{label}: sync"),
+        default=_bool(fields.get("default", False), f"{label}: default"),
+        insecure=_bool(fields.get("insecure", True), f"{label}: insecure"),
+        timeout=str(fields.get("timeout") or fc.DEFAULT_TIMEOUT))
+
+
+def parse_service_spec(spec: str) -> fc.AgentService:
+    fields: dict[str, Any] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if key.strip().lower() in ("sync", "default", "insecure") and not sep:
+            value = "true"
+        elif not sep:
+            raise UserError(f"--service {spec!r}: {part!r} is not key=value: write e.g. "
+                            "id=my-agent,endpoint=k8s://my-agent.flyte:8000,task-types=my_task")
+        fields[key.strip()] = value.strip()
+    return service_from_mapping(fields, "--service")
+
+
+def load_services(specs: Sequence[str], services_file: str | None, required: bool = True) -> list[fc.AgentService]:
+    services = [parse_service_spec(s) for s in specs]
+    if services_file:
+        text = _read(services_file, "--services")
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserError(f"--services {services_file}: not valid YAML: fix the file") from None
+        items = doc.get("services") if isinstance(doc, dict) else doc
+        if not isinstance(items, list):
+            raise UserError(f"--services {services_file}: expected a list under `services:`")
+        services += [service_from_mapping(item, f"{services_file} services[{i}]") for i, item in enumerate(items)]
+    if required and not services:
+        raise UserError("no services given: pass --service id=…,endpoint=…,task-types=… or --services FILE")
+    fc.validate_services(services)
+    return services
+
+
+def _read(path: str, option: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as err:
+        raise UserError(f"{option} {path}: cannot read it ({err.strerror}): check the path") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{option} {path}: is not UTF-8 text") from None
+
+
+def _version(text: str | None) -> fc.FlyteVersion | None:
+    return None if text in (None, "", "auto") else fc.FlyteVersion.parse(text)
+
+
+def _check_output(output: str, allowed: Sequence[str]) -> str:
+    if output not in allowed:
+        raise UserError(f"--output {output!r} is unknown: use {', '.join(allowed)}")
+    return output
+
+
+def _echo_findings(findings: Sequence[fc.LintFinding]) -> None:
+    for finding in findings:
+        click.echo(finding.line(), err=True)
+
+
+# ------------------------------------------------------------------------------------------------ offline
+
+def _offline(sources: Sequence[str], flyte_version: str | None, flavor_text: str | None
+             ) -> tuple[pt.OfflineInput, fc.FlyteVersion]:
+    if not sources:
+        raise UserError("--from is required: pass propeller's ConfigMap manifests, config files or a values file")
+    flavor = pt.parse_flavor(flavor_text)
+    version = _version(flyte_version)
+    texts = [_read(path, "--from") for path in sources]
+    offline = pt.load_offline(list(sources), texts, version, flavor)
+    if version is None:
+        found = pt.detect_version(offline.config, None, [])
+        if found is None:
+            raise UserError("the --from files do not say the Flyte version (no co-pilot image): pass --flyte-version")
+        version = found[0]
+    return offline, version
+
+
+def _render(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
+    output = _check_output(output, OFFLINE_OUTPUTS)
+    services = load_services(service_specs, services_file)
+    offline, version = _offline(sources, flyte_version, flavor_text)
+    plan = fc.plan_routing(offline.config, version, services)
+    if output == "json":
+        click.echo(json.dumps(plan.to_dict(), indent=2, default=str))
+        return
+    _echo_findings(plan.findings)
+    if output == "diff":
+        click.echo(plan.effective_diff() or "# no change: propeller already routes these services", nl=False)
+    elif output == "values":
+        flavor = offline.flavor
+        if flavor is None:
+            raise UserError("cannot tell flyte-binary from flyte-core from the --from files: pass --flavor")
+        overlay = pt.values_overlay(plan, flavor, offline.values)
+        click.echo(fc.render_yaml(overlay) or "# no change: propeller already routes these services\n", nl=False)
+    elif offline.config_maps:
+        name = pt.write_config_map_name(offline.flavor or pt.Flavor.SANDBOX, offline.config_maps)
+        click.echo(fc.render_yaml(pt.updated_config_map(offline.config_maps, name, plan)), nl=False)
+    else:
+        header = f"# {plan.file_name}: load it after every other config file\n"
+        click.echo(header + (plan.text or "# no change: propeller already routes these services\n"), nl=False)
+
+
+FROM = click.option("--from", "sources", multiple=True, metavar="FILE",
+                    help="ConfigMap manifest, propeller config YAML, or flyte-binary/flyte-core values (repeatable).")
+VERSION = click.option("--flyte-version", default="auto", show_default=True,
+                       help="Flyte version (1.13 … 1.16.x); auto reads it from the co-pilot image or the cluster.")
+FLAVOR = click.option("--flavor", "flavor_text", default="auto", show_default=True,
+                      help="auto, sandbox, flyte-binary or flyte-core.")
+SERVICE = click.option("--service", "service_specs", multiple=True, metavar="SPEC",
+                       help="id=…,endpoint=…,task-types=a+b[,sync][,default][,timeout=10s] (repeatable).")
+SERVICES = click.option("--services", "services_file", metavar="FILE", help="YAML file with a services: list.")
+
+
+@click.group("config")
+def config() -> None:
+    """Propeller's agent (connector) routing: render, diff, lint, apply, remove."""
+
+
+@config.command("render")
+@FROM
+@VERSION
+@FLAVOR
+@SERVICE
+@SERVICES
+@click.option("--output", "-o", default="yaml", show_default=True, help="yaml, json, diff or values.")
+def render(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
+    """Print the new config (offline, from --from files): the file to add, a ConfigMap, or a values overlay."""
+    _render(sources, flyte_version, flavor_text, service_specs, services_file, output)
+
+
+@config.command("diff")
+@FROM
+@VERSION
+@FLAVOR
+@SERVICE
+@SERVICES
+@click.option("--output", "-o", default="diff", show_default=True, help="diff, yaml, json or values.")
+def diff(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
+    """Print a unified diff of propeller's effective routing config (offline, from --from files)."""
+    _render(sources, flyte_version, flavor_text, service_specs, services_file, output)
+
+
+@config.command("lint")
+@FROM
+@VERSION
+@FLAVOR
+@SERVICE
+@SERVICES
+@click.option("--output", "-o", default="text", show_default=True, help="text or json.")
+def lint_command(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
+    """Report the known pitfalls of a propeller config (offline), each with its fix."""
+    output = _check_output(output, ("text", "json"))
+    services = load_services(service_specs, services_file, required=False)
+    offline, version = _offline(sources, flyte_version, flavor_text)
+    findings = fc.lint(offline.config, version, services)
+    if output == "json":
+        click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        for finding in findings:
+            click.echo(finding.line())
+        click.echo(f"{len(findings)} finding(s) for Flyte {version}")
+
+
+# ------------------------------------------------------------------------------------------------ cluster
+
+CLUSTER = [
+    click.option("--context", help="kube context (default: the kubeconfig's current context)."),
+    click.option("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
+    click.option("--namespace", "-n", default="flyte", show_default=True, help="Namespace of propeller."),
+    FLAVOR,
+    click.option("--dry-run", is_flag=True, help="Print the plan; the API server validates the write, nothing persists."),
+    click.option("--output", "-o", default="text", show_default=True, help="text or json."),
+    click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for propeller's rollout."),
+]
+
+
+def _cluster_options(fn):
+    for option in reversed(CLUSTER):
+        fn = option(fn)
+    return fn
+
+
+def _print_result(result, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    if result.plan is not None:
+        _echo_findings(result.plan.findings)
+    target = result.target
+    prefix = "[dry run] " if result.dry_run else ""
+    where = f"ConfigMap {target.namespace}/{target.write_config_map} key {target.file_name}"
+    click.echo(f"{prefix}{target.flavor.value} (Flyte {result.version or '?'}, from {result.version_source})")
+    for change in result.plan.changes if result.plan else ():
+        click.echo(f"  - {change}")
+    verb = {("apply", False): "wrote", ("apply", True): "would write", ("remove", False): "restored",
+            ("remove", True): "would restore"}[(result.action, result.dry_run)]
+    click.echo(f"{prefix}{verb + ' ' + where if result.written else 'no write: ' + where + ' is up to date'}")
+    click.echo(f"{prefix}{result.rollout}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
+def _connect(kubeconfig, context):
+    from ..kube import Kube
+
+    return Kube.connect(kubeconfig, context)
+
+
+@config.command("apply")
+@_cluster_options
+@VERSION
+@SERVICE
+@SERVICES
+def apply(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout, flyte_version, service_specs,
+          services_file) -> None:
+    """Write the routing into propeller's config in a cluster, restart propeller if needed, wait for it."""
+    from ..routing import apply_routing
+
+    output = _check_output(output, ("text", "json"))
+    services = load_services(service_specs, services_file)
+    flavor = pt.parse_flavor(flavor_text)
+    version = _version(flyte_version)
+    kube = _connect(kubeconfig, context)
+    try:
+        result = apply_routing(kube, services, namespace=namespace, flavor=flavor, version=version, dry_run=dry_run,
+                               timeout=timeout)
+    finally:
+        kube.close()
+    _print_result(result, output)
+
+
+@config.command("remove")
+@_cluster_options
+def remove(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout) -> None:
+    """Restore propeller's config exactly as it was before `apply`, restarting propeller if that changes it."""
+    from ..routing import remove_routing
+
+    output = _check_output(output, ("text", "json"))
+    flavor = pt.parse_flavor(flavor_text)
+    kube = _connect(kubeconfig, context)
+    try:
+        result = remove_routing(kube, namespace=namespace, flavor=flavor, dry_run=dry_run, timeout=timeout)
+    finally:
+        kube.close()
+    _print_result(result, output)

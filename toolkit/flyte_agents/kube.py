@@ -1,0 +1,386 @@
+"""Thin, generic Kubernetes adapter over the `kubernetes` Python client (no Flyte knowledge here).
+
+* `Kube.connect(kubeconfig, context)` builds its own ApiClient (never the global default configuration).
+* `update_config_map` is a read-modify-write: the caller's edit function sees the freshly read ConfigMap on every
+  attempt; the write is a JSON merge patch carrying `metadata.resourceVersion`, which the API server treats as a
+  precondition (409 Conflict when someone wrote in between). 409s are retried like client-go's
+  `retry.RetryOnConflict(retry.DefaultRetry)`: 5 attempts, 10 ms apart with 10 % jitter.
+* Backups: the first edit of a key stores the key's previous value (or null when it was absent) in the
+  annotation `flyte-agents.dev/backup` of the same ConfigMap, in the same write. `restore_config_map` puts
+  every recorded key back exactly (deleting keys that were absent) and drops the annotation, so the ConfigMap's
+  data and annotations are byte for byte what they were. Keeping the backup on the object itself means the
+  change and its backup can never be written separately.
+* `restart_deployment` is `kubectl rollout restart` (pod-template annotation `kubectl.kubernetes.io/restartedAt`,
+  refused for paused Deployments) plus any extra pod-template annotations the caller wants recorded.
+* `wait_rollout` applies kubectl's DeploymentStatusViewer rules; on timeout it raises RolloutTimeout naming the
+  newest ReplicaSet's pods' waiting reasons and the most recent events.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConflictError, KubernetesError, RolloutTimeout, UserError
+
+BACKUP_ANNOTATION = "flyte-agents.dev/backup"
+RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+FIELD_MANAGER = "flyte-agents"
+CONFLICT_RETRIES = 5
+REQUEST_TIMEOUT = 15
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    image: str
+    command: tuple[str, ...]
+    args: tuple[str, ...]
+    mounts: tuple[tuple[str, str], ...]  # (volume name, mount path)
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    name: str
+    namespace: str
+    labels: Mapping[str, str]
+    template_annotations: Mapping[str, str]
+    containers: tuple[ContainerInfo, ...]
+    volume_config_maps: Mapping[str, tuple[str, ...]]  # volume name -> ConfigMaps it projects, in order
+    replicas: int
+    generation: int
+    paused: bool
+
+
+@dataclass(frozen=True)
+class ConfigMapState:
+    name: str
+    namespace: str
+    data: Mapping[str, str]
+    annotations: Mapping[str, str]
+    labels: Mapping[str, str]
+    resource_version: str
+
+    def backup(self) -> dict[str, str | None]:
+        raw = self.annotations.get(BACKUP_ANNOTATION)
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise UserError(f"ConfigMap {self.namespace}/{self.name}: annotation {BACKUP_ANNOTATION} is not JSON; "
+                            "it was edited by hand: restore it or delete it") from None
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class ConfigMapEdit:
+    """Keys to set (a string) or delete (None)."""
+
+    data: Mapping[str, str | None]
+
+    def applied_to(self, state: ConfigMapState) -> dict[str, str]:
+        data = dict(state.data)
+        for key, value in self.data.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return data
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    written: bool
+    attempts: int
+    before: ConfigMapState
+    data_after: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    done: bool
+    message: str
+    failed: bool = False
+
+
+def rollout_state(deployment: Any) -> RolloutState:
+    """kubectl's DeploymentStatusViewer (pkg/polymorphichelpers/rollout_status.go), rule for rule."""
+    name = deployment.metadata.name
+    status = deployment.status
+    if (deployment.metadata.generation or 0) > (status.observed_generation or 0):
+        return RolloutState(False, f"waiting for deployment {name!r} spec update to be observed")
+    for condition in status.conditions or []:
+        if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+            return RolloutState(False, f"deployment {name!r} exceeded its progress deadline", failed=True)
+    wanted = 1 if deployment.spec.replicas is None else deployment.spec.replicas
+    updated, replicas = status.updated_replicas or 0, status.replicas or 0
+    available = status.available_replicas or 0
+    if updated < wanted:
+        return RolloutState(False, f"{updated} of {wanted} new replicas have been updated")
+    if replicas > updated:
+        return RolloutState(False, f"{replicas - updated} old replicas are pending termination")
+    if available < updated:
+        return RolloutState(False, f"{available} of {updated} updated replicas are available")
+    return RolloutState(True, f"deployment {name!r} successfully rolled out")
+
+
+class Kube:
+    """One cluster connection. All methods raise KubernetesError (or UserError for bad names), never ApiException."""
+
+    def __init__(self, api_client: Any, context: str | None = None) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.context = context or ""
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+        import os
+
+        from kubernetes import config
+        from kubernetes.config.config_exception import ConfigException
+
+        path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
+        if not Path(path).expanduser().is_file():
+            raise UserError(f"kubeconfig {path} does not exist: pass --kubeconfig or set KUBECONFIG")
+        try:
+            contexts, current = config.list_kube_config_contexts(config_file=str(Path(path).expanduser()))
+        except (ConfigException, ValueError, TypeError) as err:
+            raise UserError(f"kubeconfig {path} is not usable ({err}): fix it or pass another --kubeconfig") from None
+        names = [c["name"] for c in contexts or []]
+        if context and context not in names:
+            raise UserError(f"kube context {context!r} is not in {path}: use one of {', '.join(names) or '(none)'}")
+        try:
+            api = config.new_client_from_config(config_file=str(Path(path).expanduser()), context=context)
+        except (ConfigException, ValueError, TypeError) as err:
+            raise UserError(f"kube context {context or (current or {}).get('name')!r} in {path} is not usable "
+                            f"({err}): fix the kubeconfig") from None
+        return cls(api, context or (current or {}).get("name"))
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    # -------------------------------------------------------------------------------------------- calls
+
+    def _call(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+        except ApiException as err:
+            if err.status == 409:
+                raise
+            raise KubernetesError(f"{what} failed: {err.status} {_api_reason(err)}") from None
+        except Exception as err:  # noqa: BLE001 - urllib3/socket errors: the API server is unreachable
+            server = self.api_client.configuration.host
+            raise KubernetesError(f"{what} failed: the API server {server} does not answer "
+                                  f"({type(err).__name__}); check --context/--kubeconfig") from None
+
+    def _read_or_none(self, what: str, fn: Callable, *args: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn(*args, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise KubernetesError(f"{what} failed: {err.status} {_api_reason(err)}") from None
+        except Exception as err:  # noqa: BLE001
+            raise KubernetesError(f"{what} failed: the API server {self.api_client.configuration.host} does not "
+                                  f"answer ({type(err).__name__}); check --context/--kubeconfig") from None
+
+    # -------------------------------------------------------------------------------------------- ConfigMaps
+
+    def read_config_map(self, namespace: str, name: str) -> ConfigMapState | None:
+        raw = self._read_or_none(f"reading ConfigMap {namespace}/{name}", self.core.read_namespaced_config_map,
+                                 name, namespace)
+        return None if raw is None else _config_map_state(raw)
+
+    def config_map_names(self, namespace: str) -> list[str]:
+        items = self._call(f"listing ConfigMaps in {namespace}", self.core.list_namespaced_config_map, namespace)
+        return [i.metadata.name for i in items.items]
+
+    def update_config_map(self, namespace: str, name: str,
+                          edit: Callable[[ConfigMapState], ConfigMapEdit | None], *, dry_run: bool = False,
+                          before_write: Callable[[ConfigMapState], None] | None = None) -> WriteResult:
+        """Read-modify-write with the resourceVersion precondition; `edit` runs on every fresh read.
+
+        Keys are backed up on their first edit (see the module doc). `before_write` runs between the read and
+        the write of every attempt (tests use it to be a concurrent writer).
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            state = self.read_config_map(namespace, name)
+            if state is None:
+                raise UserError(f"ConfigMap {namespace}/{name} does not exist: check --namespace and --flavor")
+            change = edit(state)
+            if change is None or change.applied_to(state) == dict(state.data):
+                return WriteResult(False, attempt, state, dict(state.data))
+            if before_write is not None:
+                before_write(state)
+            body = {"metadata": {"resourceVersion": state.resource_version,
+                                 "annotations": {BACKUP_ANNOTATION: _backup_after(state, change)}},
+                    "data": dict(change.data)}
+            try:
+                self._call(f"writing ConfigMap {namespace}/{name}", self.core.patch_namespaced_config_map, name,
+                           namespace, body, field_manager=FIELD_MANAGER, dry_run="All" if dry_run else None,
+                           _content_type="application/merge-patch+json")
+            except ApiException as err:  # only 409 gets here
+                if attempt == CONFLICT_RETRIES:
+                    raise ConflictError(f"ConfigMap {namespace}/{name} kept changing under us ({attempt} conflicts "
+                                        f"in a row: {_api_reason(err)}); retry when the other writer is done") from None
+                time.sleep(0.01 * (1 + random.random() * 0.1))
+                continue
+            return WriteResult(True, attempt, state, change.applied_to(state))
+        raise AssertionError("unreachable")
+
+    def restore_config_map(self, namespace: str, name: str, *, dry_run: bool = False,
+                           before_write: Callable[[ConfigMapState], None] | None = None) -> WriteResult:
+        """Put back every key recorded in the backup annotation and drop the annotation."""
+        from kubernetes.client.exceptions import ApiException
+
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            state = self.read_config_map(namespace, name)
+            if state is None or BACKUP_ANNOTATION not in state.annotations:
+                empty = state or ConfigMapState(name, namespace, {}, {}, {}, "")
+                return WriteResult(False, attempt, empty, dict(empty.data))
+            change = ConfigMapEdit(state.backup())
+            if before_write is not None:
+                before_write(state)
+            body = {"metadata": {"resourceVersion": state.resource_version, "annotations": {BACKUP_ANNOTATION: None}},
+                    "data": dict(change.data)}
+            try:
+                self._call(f"restoring ConfigMap {namespace}/{name}", self.core.patch_namespaced_config_map, name,
+                           namespace, body, field_manager=FIELD_MANAGER, dry_run="All" if dry_run else None,
+                           _content_type="application/merge-patch+json")
+            except ApiException as err:
+                if attempt == CONFLICT_RETRIES:
+                    raise ConflictError(f"ConfigMap {namespace}/{name} kept changing under us ({attempt} conflicts "
+                                        f"in a row: {_api_reason(err)}); retry when the other writer is done") from None
+                time.sleep(0.01 * (1 + random.random() * 0.1))
+                continue
+            return WriteResult(True, attempt, state, change.applied_to(state))
+        raise AssertionError("unreachable")
+
+    # -------------------------------------------------------------------------------------------- Deployments
+
+    def deployments(self, namespace: str) -> list[DeploymentInfo]:
+        items = self._call(f"listing Deployments in {namespace}", self.apps.list_namespaced_deployment, namespace)
+        return [_deployment_info(d) for d in items.items]
+
+    def deployment(self, namespace: str, name: str) -> DeploymentInfo | None:
+        raw = self._read_or_none(f"reading Deployment {namespace}/{name}", self.apps.read_namespaced_deployment,
+                                 name, namespace)
+        return None if raw is None else _deployment_info(raw)
+
+    def restart_deployment(self, namespace: str, name: str, annotations: Mapping[str, str] | None = None) -> int:
+        """`kubectl rollout restart`; returns the Deployment's new metadata.generation."""
+        current = self.deployment(namespace, name)
+        if current is None:
+            raise UserError(f"Deployment {namespace}/{name} does not exist: check --namespace and --flavor")
+        if current.paused:
+            raise KubernetesError(f"can't restart paused deployment {namespace}/{name}: run "
+                                  f"`kubectl -n {namespace} rollout resume deployment/{name}` first")
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: stamp,
+                                                                   **(annotations or {})}}}}}
+        patched = self._call(f"restarting Deployment {namespace}/{name}", self.apps.patch_namespaced_deployment,
+                             name, namespace, body, field_manager=FIELD_MANAGER)
+        return patched.metadata.generation
+
+    def wait_rollout(self, namespace: str, name: str, timeout: float = 300, poll: float = 0.5) -> RolloutState:
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self._call(f"reading Deployment {namespace}/{name}",
+                             self.apps.read_namespaced_deployment_status, name, namespace)
+            state = rollout_state(raw)
+            if state.done:
+                return state
+            if state.failed or time.monotonic() >= deadline:
+                why = state.message if state.failed else f"not ready after {timeout:g}s: {state.message}"
+                raise RolloutTimeout(f"deployment {namespace}/{name} {why}; {self.diagnose(namespace, raw)}")
+            time.sleep(poll)
+
+    def diagnose(self, namespace: str, deployment: Any) -> str:
+        """Waiting reasons of the newest ReplicaSet's pods and the latest events, as one line."""
+        selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+        sets = self._call("listing ReplicaSets", self.apps.list_namespaced_replica_set, namespace,
+                          label_selector=selector).items
+        owned = [rs for rs in sets if any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])]
+        newest = max(owned, key=lambda rs: int((rs.metadata.annotations or {}).get(
+            "deployment.kubernetes.io/revision", "0")), default=None)
+        pods = self._call("listing pods", self.core.list_namespaced_pod, namespace, label_selector=selector).items
+        if newest is not None:
+            pods = [p for p in pods if any(o.uid == newest.metadata.uid for o in p.metadata.owner_references or [])]
+        reasons = [_pod_reason(p) for p in pods] or ["no pods"]
+        names = {deployment.metadata.name, *(rs.metadata.name for rs in owned), *(p.metadata.name for p in pods)}
+        events = self._call("listing events", self.core.list_namespaced_event, namespace).items
+        recent = sorted((e for e in events if e.involved_object.name in names), key=_event_time)[-5:]
+        lines = [f"{e.involved_object.kind}/{e.involved_object.name} {e.reason}: {(e.message or '').strip()}"
+                 for e in recent]
+        return f"pods: {'; '.join(reasons)} | events: {' / '.join(lines) or 'none'}"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def _api_reason(err: Any) -> str:
+    try:
+        return json.loads(err.body).get("message") or err.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(err.reason)
+
+
+def _config_map_state(raw: Any) -> ConfigMapState:
+    meta = raw.metadata
+    return ConfigMapState(meta.name, meta.namespace, dict(raw.data or {}), dict(meta.annotations or {}),
+                          dict(meta.labels or {}), meta.resource_version)
+
+
+def _backup_after(state: ConfigMapState, change: ConfigMapEdit) -> str:
+    """The backup annotation after this edit: keys edited for the first time record their current value."""
+    backup = state.backup()
+    for key in change.data:
+        backup.setdefault(key, state.data.get(key))
+    return json.dumps(backup, sort_keys=True)
+
+
+def _deployment_info(raw: Any) -> DeploymentInfo:
+    spec = raw.spec.template.spec
+    containers = tuple(ContainerInfo(c.name, c.image or "", tuple(c.command or ()), tuple(c.args or ()),
+                                     tuple((m.name, m.mount_path) for m in c.volume_mounts or ()))
+                       for c in spec.containers or ())
+    volumes: dict[str, tuple[str, ...]] = {}
+    for volume in spec.volumes or ():
+        if volume.config_map is not None:
+            volumes[volume.name] = (volume.config_map.name,)
+        elif volume.projected is not None:
+            volumes[volume.name] = tuple(s.config_map.name for s in volume.projected.sources or ()
+                                         if s.config_map is not None)
+    return DeploymentInfo(raw.metadata.name, raw.metadata.namespace, dict(raw.metadata.labels or {}),
+                          dict(raw.spec.template.metadata.annotations or {}), containers, volumes,
+                          1 if raw.spec.replicas is None else raw.spec.replicas, raw.metadata.generation or 0,
+                          bool(raw.spec.paused))
+
+
+def _pod_reason(pod: Any) -> str:
+    statuses = (pod.status.container_statuses or []) + (pod.status.init_container_statuses or [])
+    waiting = [f"{s.name} {s.state.waiting.reason}" + (f" ({s.state.waiting.message})" if s.state.waiting.message
+                                                        else "")
+               for s in statuses if s.state is not None and s.state.waiting is not None]
+    conditions = [f"{c.type}={c.status} {c.reason or ''}".strip() for c in pod.status.conditions or []
+                  if c.status != "True" and c.reason]
+    detail = ", ".join(waiting or conditions) or pod.status.phase or "unknown"
+    return f"{pod.metadata.name}: {detail}"
+
+
+def _event_time(event: Any) -> float:
+    stamp = event.last_timestamp or event.event_time or event.first_timestamp or event.metadata.creation_timestamp
+    return stamp.timestamp() if stamp is not None else 0.0

@@ -1,0 +1,399 @@
+"""Where propeller's config lives, per Flyte flavor, and how to tell flavors and versions apart.
+
+Pure decisions over facts the caller gathered (Deployments and ConfigMaps from the cluster, or files from disk):
+
+| flavor       | propeller Deployment      | config files come from (projected into one directory) | the toolkit writes into |
+|--------------|---------------------------|--------------------------------------------------------|-------------------------|
+| sandbox      | `flyte-sandbox` (ns flyte) | `flyte-sandbox-config`, `flyte-sandbox-extra-config`  | `flyte-sandbox-extra-config` (not owned by the sandbox's Helm release) |
+| flyte-binary | `<release>-flyte-binary`  | `<release>-flyte-binary-config` (+ inlineConfigMap)    | `<release>-flyte-binary-config` |
+| flyte-core   | `flytepropeller`          | `flyte-propeller-config`                               | `flyte-propeller-config` |
+
+The toolkit's file is one key (flyte_config.TOOLKIT_FILE) that sorts after every other file. Secrets projected
+into the same directory (database and storage credentials) are never read: they hold no routing.
+"""
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from . import flyte_config as fc
+from .errors import UserError
+from .kube import ConfigMapState, DeploymentInfo
+
+SANDBOX_DEPLOYMENT = "flyte-sandbox"
+SANDBOX_EXTRA_CONFIG = "flyte-sandbox-extra-config"
+CORE_DEPLOYMENT = "flytepropeller"
+CORE_CONFIG = "flyte-propeller-config"
+ENDPOINTS_RULE = {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]}
+
+
+class Flavor(str, enum.Enum):
+    SANDBOX = "sandbox"
+    BINARY = "flyte-binary"
+    CORE = "flyte-core"
+
+
+def parse_flavor(text: str | None) -> Flavor | None:
+    if text in (None, "", "auto"):
+        return None
+    try:
+        return Flavor(text)
+    except ValueError:
+        raise UserError(f"--flavor {text!r} is unknown: use auto, sandbox, flyte-binary or flyte-core") from None
+
+
+@dataclass(frozen=True)
+class PropellerTarget:
+    flavor: Flavor
+    namespace: str
+    deployment: str
+    config_maps: tuple[str, ...]  # projected into propeller's config directory, in volume order
+    write_config_map: str
+    file_name: str = fc.TOOLKIT_FILE
+
+    def notes(self, plan: fc.RoutingPlan) -> list[str]:
+        if self.flavor is Flavor.BINARY and plan.endpoints_rbac:
+            return [f"k8s:// endpoints need propeller's ServiceAccount to get/list/watch endpoints; the flyte-binary "
+                    f"ClusterRole lacks it: add {ENDPOINTS_RULE} to the release's rbac.extraRules"]
+        return []
+
+
+# ------------------------------------------------------------------------------------------------ cluster detection
+
+def _is_binary(dep: DeploymentInfo) -> bool:
+    return (dep.labels.get("app.kubernetes.io/name") == "flyte-binary"
+            or dep.labels.get("helm.sh/chart", "").startswith("flyte-binary-"))
+
+
+def propeller_deployments(deployments: Iterable[DeploymentInfo]) -> dict[Flavor, list[DeploymentInfo]]:
+    found: dict[Flavor, list[DeploymentInfo]] = {f: [] for f in Flavor}
+    for dep in deployments:
+        if dep.name == SANDBOX_DEPLOYMENT:
+            found[Flavor.SANDBOX].append(dep)
+        elif dep.name == CORE_DEPLOYMENT or dep.labels.get("app.kubernetes.io/name") == CORE_DEPLOYMENT:
+            found[Flavor.CORE].append(dep)
+        elif _is_binary(dep):
+            found[Flavor.BINARY].append(dep)
+    return found
+
+
+def locate(namespace: str, deployments: Sequence[DeploymentInfo], config_map_names: Iterable[str],
+           flavor: Flavor | None = None) -> PropellerTarget:
+    """Pick propeller's Deployment (by flavor, or the only one found) and the ConfigMaps of its config."""
+    found = propeller_deployments(deployments)
+    if flavor is None:
+        present = [f for f in Flavor if found[f]]
+        if not present:
+            raise UserError(f"no Flyte propeller in namespace {namespace} (looked for Deployment flyte-sandbox, "
+                            "flytepropeller or a flyte-binary release): pass --namespace")
+        if len(present) > 1:
+            raise UserError(f"namespace {namespace} has {' and '.join(f.value for f in present)}: pass --flavor")
+        flavor = present[0]
+    candidates = found[flavor]
+    if not candidates:
+        raise UserError(f"no {flavor.value} propeller Deployment in namespace {namespace}: check --flavor and "
+                        "--namespace")
+    if len(candidates) > 1:
+        raise UserError(f"namespace {namespace} has {len(candidates)} {flavor.value} releases "
+                        f"({', '.join(d.name for d in candidates)}): this toolkit configures one per namespace")
+    dep = candidates[0]
+    sources = config_volume_config_maps(dep) or _default_sources(flavor, dep.name)
+    write = {Flavor.SANDBOX: SANDBOX_EXTRA_CONFIG, Flavor.CORE: CORE_CONFIG}.get(flavor, f"{dep.name}-config")
+    names = set(config_map_names)
+    missing = [n for n in (*sources, write) if n not in names]
+    if missing:
+        raise UserError(f"{flavor.value} in {namespace}: ConfigMap {missing[0]} is missing (Deployment {dep.name} "
+                        "mounts it): repair the Flyte installation first")
+    if write not in sources:
+        raise UserError(f"Deployment {namespace}/{dep.name} does not mount ConfigMap {write}, so a change there "
+                        "would not reach propeller")
+    return PropellerTarget(flavor, namespace, dep.name, sources, write)
+
+
+def _default_sources(flavor: Flavor, deployment: str) -> tuple[str, ...]:
+    return {Flavor.SANDBOX: ("flyte-sandbox-config", SANDBOX_EXTRA_CONFIG),
+            Flavor.CORE: (CORE_CONFIG,)}.get(flavor, (f"{deployment}-config",))
+
+
+def config_volume_config_maps(dep: DeploymentInfo) -> tuple[str, ...]:
+    """The ConfigMaps of the volume mounted where `--config <dir>/*.yaml` points."""
+    for container in dep.containers:
+        argv = (*container.command, *container.args)
+        for i, arg in enumerate(argv):
+            glob = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else (
+                arg.split("=", 1)[1] if arg.startswith("--config=") else None)
+            if glob:
+                directory = os.path.dirname(glob).rstrip("/")
+                for volume, path in container.mounts:
+                    if path.rstrip("/") == directory and volume in dep.volume_config_maps:
+                        return dep.volume_config_maps[volume]
+    return ()
+
+
+def config_from_config_maps(states: Sequence[ConfigMapState]) -> fc.PropellerConfig:
+    files = [fc.ConfigFile(key, text, f"ConfigMap {s.namespace}/{s.name}")
+             for s in states for key, text in sorted(s.data.items()) if key.endswith(".yaml")]
+    return fc.PropellerConfig(tuple(files))
+
+
+def detect_version(config: fc.PropellerConfig, propeller: DeploymentInfo | None,
+                   deployment_names: Iterable[str]) -> tuple[fc.FlyteVersion, str] | None:
+    """The Flyte version, and what told us: co-pilot image in the config, propeller's image, built-in service."""
+    image = fc.lookup(config.merged(), "plugins", "k8s", "co-pilot", "image")
+    if isinstance(image, str) and fc.version_from_image(image):
+        return fc.version_from_image(image), f"co-pilot image {image}"
+    for container in propeller.containers if propeller else ():
+        if fc.version_from_image(container.image):
+            return fc.version_from_image(container.image), f"image {container.image}"
+    for name in sorted(deployment_names):
+        version = fc.version_from_builtin_service(name)
+        if version:
+            return version, f"built-in Deployment {name} (assumed {version.major}.{version.minor})"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ files from disk
+
+@dataclass(frozen=True)
+class OfflineInput:
+    """What `--from` files amount to: the config files, the flavor they imply, and values when given values."""
+
+    config: fc.PropellerConfig
+    flavor: Flavor | None
+    values: dict | None = None
+    config_maps: tuple[dict, ...] = ()  # the ConfigMap manifests, for rendering the updated one
+
+
+_PROPELLER_SECTIONS = {"tasks", "plugins", "propeller", "admin", "storage", "logger", "catalog-cache", "webhook",
+                       "database", "cluster_resources", "flyte", "task_resources", "k8s", "event", "otel", "server"}
+
+
+def classify_document(doc: Any, path: str) -> str:
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: holds a {type(doc).__name__}, not a YAML map: give a ConfigMap manifest, a "
+                        "propeller config file or a flyte-binary/flyte-core values file")
+    if doc.get("kind") == "ConfigMap":
+        return "configmap"
+    if "kind" in doc or "apiVersion" in doc:
+        raise UserError(f"{path}: a {doc.get('kind') or 'Kubernetes object'} is not a ConfigMap: give propeller's "
+                        "ConfigMap manifests")
+    if "configmap" in doc or "flytepropeller" in doc or "flyteadmin" in doc:
+        return "flyte-core"
+    if {"configuration", "enabled_plugins"} & set(doc) or "deployment" in doc and "rbac" in doc:
+        return "flyte-binary"
+    if set(doc) and set(doc) <= _PROPELLER_SECTIONS | {k for k in doc if k.lower() in _PROPELLER_SECTIONS}:
+        return "config"
+    raise UserError(f"{path}: top-level keys {', '.join(sorted(map(str, doc))[:4])} are neither propeller config "
+                    "sections nor flyte-binary/flyte-core values: check the file")
+
+
+def load_offline(paths: Sequence[str], texts: Sequence[str], version: fc.FlyteVersion | None,
+                 flavor: Flavor | None) -> OfflineInput:
+    """Turn `--from` files (already read) into propeller's config files."""
+    files: list[fc.ConfigFile] = []
+    values_docs: list[tuple[str, dict]] = []
+    manifests: list[dict] = []
+    for path, text in zip(paths, texts):
+        for doc in _documents(path, text):
+            kind = classify_document(doc, path)
+            if kind == "configmap":
+                manifests.append(doc)
+                files += _config_map_files(doc, path)
+            elif kind == "config":
+                files.append(fc.ConfigFile(os.path.basename(path), text, path))
+            else:
+                values_docs.append((kind, doc))
+    if values_docs and (files or manifests):
+        raise UserError("--from mixes Helm values files with ConfigMaps or config files: give one kind")
+    if values_docs:
+        kinds = {k for k, _ in values_docs}
+        if len(kinds) > 1:
+            raise UserError("--from mixes flyte-binary and flyte-core values files: give one chart's values")
+        values_flavor = Flavor(kinds.pop())
+        if flavor not in (None, values_flavor):
+            raise UserError(f"--flavor {flavor.value} contradicts the {values_flavor.value} values given with --from")
+        if version is None:
+            raise UserError("values files do not say the Flyte version: pass --flyte-version")
+        values: dict = {}
+        for _, doc in values_docs:
+            values = helm_merge(values, doc)
+        return OfflineInput(files_from_values(values, values_flavor, version), values_flavor, values)
+    if not files and not manifests:
+        raise UserError("--from gave no config: pass ConfigMap manifests, config files or a values file")
+    return OfflineInput(fc.PropellerConfig(tuple(files)), flavor or _flavor_of_manifests(manifests),
+                        None, tuple(manifests))
+
+
+def _documents(path: str, text: str) -> list[Any]:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', None) or 'parse error'}") from None
+    if not docs:
+        raise UserError(f"{path}: is empty: give a ConfigMap manifest, a config file or a values file")
+    expanded: list[Any] = []
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "List":
+            expanded += doc.get("items") or []
+        else:
+            expanded.append(doc)
+    return expanded
+
+
+def _config_map_files(doc: dict, path: str) -> list[fc.ConfigFile]:
+    meta = doc.get("metadata") or {}
+    name, namespace = meta.get("name"), meta.get("namespace") or "flyte"
+    if not name:
+        raise UserError(f"{path}: a ConfigMap without metadata.name: add its name")
+    data = doc.get("data") or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: ConfigMap {name} data is not a map of file names to text")
+    not_config = sorted(k for k in data if not str(k).endswith(".yaml"))
+    if not_config or (not data and name != SANDBOX_EXTRA_CONFIG):
+        what = f"key {not_config[0]!r} is not a *.yaml file" if not_config else "it has no data"
+        raise UserError(f"{path}: ConfigMap {name} is not propeller's config ({what}): give propeller's ConfigMaps")
+    files = []
+    for key, text in data.items():
+        if not isinstance(text, str):
+            raise UserError(f"{path}: ConfigMap {name} key {key} is not text: quote it as a YAML string")
+        files.append(fc.ConfigFile(str(key), text, f"ConfigMap {namespace}/{name}"))
+    return files
+
+
+def _flavor_of_manifests(manifests: Sequence[dict]) -> Flavor | None:
+    names = {(m.get("metadata") or {}).get("name", "") for m in manifests}
+    if names & {"flyte-sandbox-config", SANDBOX_EXTRA_CONFIG}:
+        return Flavor.SANDBOX
+    if CORE_CONFIG in names:
+        return Flavor.CORE
+    if any(n.endswith("-config") for n in names):
+        return Flavor.BINARY
+    return None
+
+
+def write_config_map_name(flavor: Flavor, manifests: Sequence[dict]) -> str:
+    names = [(m.get("metadata") or {}).get("name", "") for m in manifests]
+    if flavor is Flavor.SANDBOX:
+        return SANDBOX_EXTRA_CONFIG
+    if flavor is Flavor.CORE:
+        return CORE_CONFIG
+    binary = [n for n in names if n.endswith("-flyte-binary-config")] or [n for n in names if n.endswith("-config")]
+    if not binary:
+        raise UserError("no <release>-flyte-binary-config ConfigMap among --from: give the release's ConfigMap")
+    return binary[0]
+
+
+# ------------------------------------------------------------------------------------------------ Helm values
+
+def helm_merge(base: Any, overlay: Any) -> Any:
+    """Helm's values coalescing: maps merge key by key, anything else is replaced, null deletes."""
+    if not isinstance(base, dict) or not isinstance(overlay, dict):
+        return overlay
+    result = dict(base)
+    for key, value in overlay.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = helm_merge(result.get(key), value)
+    return result
+
+
+def chart_defaults(flavor: Flavor, version: fc.FlyteVersion) -> dict:
+    """The routing-relevant chart defaults a user's values file is layered on."""
+    naming = fc.naming_for(version)
+    default = {"endpoint": fc.chart_default_endpoint(naming, version), "insecure": True}
+    tasks = {"task-plugins": fc.chart_default_task_plugins(version)}
+    if flavor is Flavor.CORE:
+        return {"configmap": {"enabled_plugins": {"tasks": tasks}},
+                naming.chart_key: {"enabled": False, "plugin_config": {"plugins": {naming.plugin: {
+                    naming.default_key: default, "supportedTaskTypes": []}}}}}
+    return {"configuration": {naming.binary_values_key: {naming.default_key: {**default, "defaultTimeout": "10s"}},
+                              "inline": {}},
+            "enabled_plugins": {"tasks": tasks}, naming.chart_key: {"enabled": False}, "rbac": {"extraRules": []}}
+
+
+def files_from_values(values: dict, flavor: Flavor, version: fc.FlyteVersion) -> fc.PropellerConfig:
+    """The propeller config files the chart renders from `values` (only the routing-relevant ones)."""
+    naming = fc.naming_for(version)
+    merged = helm_merge(chart_defaults(flavor, version), values)
+    origin = f"{flavor.value} values"
+    if flavor is Flavor.CORE:
+        files = [fc.ConfigFile(f"{key}.yaml", fc.render_yaml(merged["configmap"][key]), origin)
+                 for key in ("admin", "catalog", "copilot", "core", "enabled_plugins", "k8s", "logger", "otel",
+                             "resource_manager", "task_logs") if (merged.get("configmap") or {}).get(key)]
+        chart = merged.get(naming.chart_key) or {}
+        if chart.get("enabled") and chart.get("plugin_config"):
+            files.append(fc.ConfigFile(naming.core_config_file, fc.render_yaml(chart["plugin_config"]), origin))
+        return fc.PropellerConfig(tuple(files))
+    configuration = merged.get("configuration") or {}
+    plugins: dict[str, Any] = {}
+    if (merged.get(naming.chart_key) or {}).get("enabled"):
+        plugins[naming.plugin] = configuration.get(naming.binary_values_key) or {}
+    plugins_file = {"tasks": (merged.get("enabled_plugins") or {}).get("tasks") or {}}
+    if plugins:
+        plugins_file["plugins"] = plugins
+    files = [fc.ConfigFile("001-plugins.yaml", fc.render_yaml(plugins_file), origin)]
+    if configuration.get("inline"):
+        files.append(fc.ConfigFile("100-inline-config.yaml", fc.render_yaml(configuration["inline"]), origin))
+    return fc.PropellerConfig(tuple(files))
+
+
+def values_overlay(plan: fc.RoutingPlan, flavor: Flavor, values: dict | None) -> dict:
+    """A values file to pass after the user's own (`-f theirs.yaml -f this.yaml`) that applies the plan.
+
+    flyte-binary: the plugin section goes to `configuration.inline` (rendered last, whatever the chart toggles),
+    `tasks.task-plugins` to `enabled_plugins.tasks` (or to `configuration.inline` if the user's inline already
+    overrides it), and k8s:// endpoints add the endpoints rule to `rbac.extraRules` (a list: repeated whole).
+    flyte-core: both go to `configmap.enabled_plugins`, rendered into enabled_plugins.yaml; no
+    `flyteconnector.enabled` needed (that would also deploy the chart's built-in connector).
+    """
+    if flavor is Flavor.SANDBOX:
+        raise UserError("the sandbox has no Helm values to commit: use --output yaml or `config apply`")
+    values = values or {}
+    content = plan.content
+    tasks = content.get("tasks")
+    plugins = content.get("plugins")
+    overlay: dict[str, Any] = {}
+    if flavor is Flavor.CORE:
+        section = {**({"tasks": tasks} if tasks else {}), **({"plugins": plugins} if plugins else {})}
+        if section:
+            overlay["configmap"] = {"enabled_plugins": section}
+        return overlay
+    inline = (values.get("configuration") or {}).get("inline") or {}
+    inline_overlay: dict[str, Any] = {}
+    if plugins:
+        inline_overlay["plugins"] = plugins
+    if tasks and fc.lookup(inline, "tasks", "task-plugins") is not None:
+        inline_overlay["tasks"] = tasks
+    elif tasks:
+        overlay["enabled_plugins"] = {"tasks": tasks}
+    if inline_overlay:
+        overlay["configuration"] = {"inline": inline_overlay}
+    if plan.endpoints_rbac:
+        rules = list((values.get("rbac") or {}).get("extraRules") or [])
+        if ENDPOINTS_RULE not in rules:
+            overlay["rbac"] = {"extraRules": rules + [ENDPOINTS_RULE]}
+    return overlay
+
+
+def updated_config_map(manifests: Sequence[dict], name: str, plan: fc.RoutingPlan) -> dict:
+    """The ConfigMap manifest `name` with the toolkit's file set (or dropped when the plan is empty)."""
+    source = next((m for m in manifests if (m.get("metadata") or {}).get("name") == name), None)
+    if source is None:
+        raise UserError(f"ConfigMap {name} is not among --from: give it too (the change is written there)")
+    meta = source.get("metadata") or {}
+    data = {k: v for k, v in (source.get("data") or {}).items() if k != plan.file_name}
+    if plan.content:
+        data[plan.file_name] = plan.text
+    result: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations")
+                                           if meta.get(k)}}
+    if data:
+        result["data"] = data
+    return result
