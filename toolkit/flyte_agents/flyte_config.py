@@ -155,13 +155,13 @@ def echo_swallows_unknown_types(version: FlyteVersion) -> bool:
 
 
 def version_from_image(image: str) -> FlyteVersion | None:
-    """Flyte's own images are tagged v<version>: flytecopilot, flytepropeller(-release), flyte-binary(-release)."""
-    match = re.search(r"/(flytecopilot|flytepropeller|flytepropeller-release|flyte-binary|flyte-binary-release)"
-                      r":v(\d+\.\d+\.\d+)(?:$|[^0-9.])", "/" + image)
+    """Flyte's own images are tagged v<version>: flytecopilot, flytepropeller, flyte-binary (each also -release)."""
+    match = re.search(r"/(flytecopilot|flytepropeller|flyte-binary)(-release)?:v(\d+\.\d+\.\d+)(?:$|[^0-9.])",
+                      "/" + image)
     if not match:
         return None
     try:
-        return FlyteVersion.parse(match[2])
+        return FlyteVersion.parse(match[3])
     except UserError:
         return None
 
@@ -737,8 +737,10 @@ def _lint_deployments(plugin_view: PluginView, naming: Naming, version: FlyteVer
         pinned = set(plugin_view.for_task_types)
         shared = sorted(t for t in FLYTEKIT_BUILTIN_TYPES if t not in pinned)
         if shared:
-            fix = (f"pin them with {naming.for_task_types_key}" if pins_override_discovery(version)
-                   else "run them on one deployment only (pins do not override discovery before 1.16)")
+            fix = (f"if it matters which server runs sensor tasks, pin sensor in {naming.for_task_types_key} to an "
+                   f"entry of {naming.deployments_key}; never pin the sync webhook"
+                   if pins_override_discovery(version)
+                   else "serve them from one deployment only (before 1.16 pins do not override discovery)")
             findings.append(LintFinding(
                 "ambiguous-task-type", "info",
                 f"{len(all_deps)} deployments are polled and every flytekit server advertises "
@@ -1020,10 +1022,18 @@ def _overlay(existing: Any, entries: dict[str, str]) -> Any:
 
 # ------------------------------------------------------------------------------------------------ rendering
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (config files inside ConfigMaps) as literal blocks, as people write them."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
 def render_yaml(document: Any) -> str:
     if document in ({}, None):
         return ""
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120)
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
