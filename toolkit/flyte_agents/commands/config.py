@@ -156,21 +156,23 @@ def _render(sources, flyte_version, flavor_text, service_specs, services_file, o
     if output == "json":
         click.echo(json.dumps(plan.to_dict(), indent=2, default=str))
         return
+    text = _render_text(plan, offline, output)  # before the findings: it may still refuse the input
     _echo_findings(plan.findings)
+    click.echo(text, nl=False)
+
+
+def _render_text(plan: fc.RoutingPlan, offline: pt.OfflineInput, output: str) -> str:
+    no_change = "# no change: propeller already routes these services\n"
     if output == "diff":
-        click.echo(plan.effective_diff() or "# no change: propeller already routes these services", nl=False)
-    elif output == "values":
-        flavor = offline.flavor
-        if flavor is None:
+        return plan.effective_diff() or no_change
+    if output == "values":
+        if offline.flavor is None:
             raise UserError("cannot tell flyte-binary from flyte-core from the --from files: pass --flavor")
-        overlay = pt.values_overlay(plan, flavor, offline.values)
-        click.echo(fc.render_yaml(overlay) or "# no change: propeller already routes these services\n", nl=False)
-    elif offline.config_maps:
+        return fc.render_yaml(pt.values_overlay(plan, offline.flavor, offline.values)) or no_change
+    if offline.config_maps:
         name = pt.write_config_map_name(offline.flavor or pt.Flavor.SANDBOX, offline.config_maps)
-        click.echo(fc.render_yaml(pt.updated_config_map(offline.config_maps, name, plan)), nl=False)
-    else:
-        header = f"# {plan.file_name}: load it after every other config file\n"
-        click.echo(header + (plan.text or "# no change: propeller already routes these services\n"), nl=False)
+        return fc.render_yaml(pt.updated_config_map(offline.config_maps, name, plan))
+    return f"# {plan.file_name}: load it after every other config file\n" + (plan.text or no_change)
 
 
 FROM = click.option("--from", "sources", multiple=True, metavar="FILE",

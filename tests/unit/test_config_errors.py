@@ -1,0 +1,148 @@
+"""Malformed input to `flyte-agents config`: one line on stderr naming the problem, exit code 2, nothing changed.
+
+Offline commands only (cluster ones are in tests/integration/test_propeller_config.py, which also checks that
+the ConfigMaps stay unchanged).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from flyte_agents import flyte_config as fc
+from flyte_agents.cli import main
+from flyte_agents.errors import UserError
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "propeller"
+SANDBOX = str(DATA / "sandbox-1.16.yaml")
+BINARY_VALUES = str(DATA / "flyte-binary-values-1.16.yaml")
+GOOD = "id=my-agent,endpoint=k8s://my-agent.flyte:8000,task-types=my_task"
+
+FILES = {
+    "bad.yaml": "tasks: [unclosed\n",
+    "empty.yaml": "",
+    "deployment.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: flytepropeller}\n",
+    "ca.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-root-ca.crt}\ndata: {ca.crt: x}\n",
+    "yml-key.yaml": "kind: ConfigMap\nmetadata: {name: my-config}\ndata: {plugins.yml: 'a: 1'}\n",
+    "list-file.yaml": "kind: ConfigMap\nmetadata: {name: flyte-propeller-config}\ndata:\n  core.yaml: '[1, 2]'\n",
+    "bad-inner.yaml": "kind: ConfigMap\nmetadata: {name: flyte-propeller-config}\ndata:\n  core.yaml: 'a: [x'\n",
+    "no-name.yaml": "kind: ConfigMap\ndata:\n  core.yaml: 'a: 1'\n",
+    "helm-chart.yaml": "replicaCount: 3\nimage: {tag: x}\n",
+    "map-plugins.yaml": "tasks: {task-plugins: {enabled-plugins: {container: true}}}\nplugins: {k8s: {co-pilot: "
+                        "{image: 'cr.flyte.org/flyteorg/flytecopilot:v1.16.8'}}}\n",
+    "no-version.yaml": "tasks: {task-plugins: {enabled-plugins: [container, connector-service]}}\n",
+    "svc-unknown.yaml": "services:\n  - {id: a, endpoint: 'k8s://a.flyte:8000', taskTypes: [t], port: 8000}\n",
+    "svc-bad.yaml": "services: [\n",
+    "svc-notlist.yaml": "services: {id: a}\n",
+    "svc-noendpoint.yaml": "services:\n  - {id: a, taskTypes: [t]}\n",
+    "svc-types-str.yaml": "services:\n  - {id: a, endpoint: 'k8s://a.flyte:8000', taskTypes: {t: 1}}\n",
+}
+
+CASES = [
+    # (case id, argv after `config`, substring of the one-line error)
+    ("bad-yaml", ["render", "--from", "{bad.yaml}", "--service", GOOD], "not valid YAML at line"),
+    ("missing-file", ["render", "--from", "{nope.yaml}", "--service", GOOD], "cannot read it"),
+    ("empty-file", ["render", "--from", "{empty.yaml}", "--service", GOOD], "is empty"),
+    ("not-a-configmap", ["render", "--from", "{deployment.yaml}", "--service", GOOD], "Deployment is not a ConfigMap"),
+    ("foreign-configmap", ["render", "--from", "{ca.yaml}", "--service", GOOD], "not propeller's config"),
+    ("yml-key", ["render", "--from", "{yml-key.yaml}", "--service", GOOD], "'plugins.yml' is not a *.yaml"),
+    ("file-is-a-list", ["render", "--from", "{list-file.yaml}", "--service", GOOD, "--flyte-version", "1.16"],
+     "holds a list"),
+    ("inner-bad-yaml", ["render", "--from", "{bad-inner.yaml}", "--service", GOOD, "--flyte-version", "1.16"],
+     "core.yaml (ConfigMap flyte/flyte-propeller-config) is not valid YAML"),
+    ("configmap-without-name", ["render", "--from", "{no-name.yaml}", "--service", GOOD], "without metadata.name"),
+    ("unknown-document", ["render", "--from", "{helm-chart.yaml}", "--service", GOOD], "neither propeller config"),
+    ("enabled-plugins-map", ["render", "--from", "{map-plugins.yaml}", "--service", GOOD], "is not a list"),
+    ("no-version-evidence", ["render", "--from", "{no-version.yaml}", "--service", GOOD],
+     "do not say the Flyte version"),
+    ("unknown-flavor", ["render", "--from", SANDBOX, "--service", GOOD, "--flavor", "k3s"], "--flavor 'k3s'"),
+    ("flavor-contradicts-values", ["render", "--from", BINARY_VALUES, "--flyte-version", "1.16", "--service", GOOD,
+                                   "--flavor", "flyte-core"], "contradicts"),
+    ("values-without-version", ["render", "--from", BINARY_VALUES, "--service", GOOD], "pass --flyte-version"),
+    ("mixed-inputs", ["render", "--from", BINARY_VALUES, "--from", SANDBOX, "--flyte-version", "1.16",
+                      "--service", GOOD], "mixes Helm values"),
+    ("values-for-sandbox", ["render", "--from", SANDBOX, "--service", GOOD, "-o", "values"], "no Helm values"),
+    ("bad-version", ["render", "--from", SANDBOX, "--service", GOOD, "--flyte-version", "latest"],
+     "not a Flyte version"),
+    ("too-old-version", ["render", "--from", SANDBOX, "--service", GOOD, "--flyte-version", "1.12.3"],
+     "not supported"),
+    ("flyte-2", ["render", "--from", SANDBOX, "--service", GOOD, "--flyte-version", "2.0.0"], "Flyte 2"),
+    ("unknown-output", ["render", "--from", SANDBOX, "--service", GOOD, "-o", "toml"], "--output 'toml'"),
+    ("no-from", ["render", "--service", GOOD], "--from is required"),
+    ("no-services", ["render", "--from", SANDBOX], "no services given"),
+    ("task-type-with-spaces", ["diff", "--from", SANDBOX, "--service",
+                               "id=a,endpoint=k8s://a.flyte:8000,task-types=my task"], "contains spaces"),
+    ("uppercase-task-type", ["diff", "--from", SANDBOX, "--service", "id=a,endpoint=k8s://a.flyte:8000,task-types=MyT"],
+     "uppercase"),
+    ("endpoint-without-port", ["diff", "--from", SANDBOX, "--service", "id=a,endpoint=k8s://a.flyte,task-types=t"],
+     "has no port"),
+    ("endpoint-http", ["diff", "--from", SANDBOX, "--service", "id=a,endpoint=http://a.flyte:80,task-types=t"],
+     "scheme http://"),
+    ("endpoint-no-namespace", ["diff", "--from", SANDBOX, "--service", "id=a,endpoint=k8s://a:8000,task-types=t"],
+     "names no namespace"),
+    ("duplicate-ids", ["diff", "--from", SANDBOX, "--service", GOOD, "--service",
+                       "id=my-agent,endpoint=k8s://b.flyte:8000,task-types=other"], "given twice"),
+    ("shared-task-type", ["diff", "--from", SANDBOX, "--service", GOOD, "--service",
+                          "id=b,endpoint=k8s://b.flyte:8000,task-types=my_task"], "route at random"),
+    ("two-defaults", ["diff", "--from", SANDBOX, "--service", GOOD + ",default", "--service",
+                      "id=b,endpoint=k8s://b.flyte:8000,task-types=t2,default"], "mark at most one"),
+    ("uppercase-id", ["diff", "--from", SANDBOX, "--service", "id=MyAgent,endpoint=k8s://a.flyte:8000,task-types=t"],
+     "use 'myagent'"),
+    ("invalid-id", ["diff", "--from", SANDBOX, "--service", "id=my/agent,endpoint=k8s://a.flyte:8000,task-types=t"],
+     "is invalid"),
+    ("spec-not-key-value", ["diff", "--from", SANDBOX, "--service", "my-agent"], "is not key=value"),
+    ("spec-missing-endpoint", ["diff", "--from", SANDBOX, "--service", "id=a,task-types=t"], "endpoint is missing"),
+    ("no-task-types", ["diff", "--from", SANDBOX, "--service", "id=a,endpoint=k8s://a.flyte:8000"], "no task types"),
+    ("bad-timeout", ["diff", "--from", SANDBOX, "--service", GOOD + ",timeout=10 seconds"], "not a Go duration"),
+    ("bad-bool", ["diff", "--from", SANDBOX, "--service", GOOD + ",sync=maybe"], "not a boolean"),
+    ("services-unknown-field", ["diff", "--from", SANDBOX, "--services", "{svc-unknown.yaml}"], "unknown field 'port'"),
+    ("services-bad-yaml", ["diff", "--from", SANDBOX, "--services", "{svc-bad.yaml}"], "not valid YAML"),
+    ("services-not-list", ["diff", "--from", SANDBOX, "--services", "{svc-notlist.yaml}"], "expected a list"),
+    ("services-no-endpoint", ["diff", "--from", SANDBOX, "--services", "{svc-noendpoint.yaml}"],
+     "endpoint is missing"),
+    ("services-types-not-list", ["diff", "--from", SANDBOX, "--services", "{svc-types-str.yaml}"],
+     "must be a list"),
+    ("lint-bad-output", ["lint", "--from", SANDBOX, "-o", "yaml"], "--output 'yaml'"),
+]
+
+
+def _digest(paths: list[Path]) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.exists()}
+
+
+@pytest.mark.parametrize("argv, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_malformed_input_gives_one_line_and_exit_2(tmp_path, capsys, argv, fragment):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    args = ["config"] + [str(tmp_path / a[1:-1]) if a.startswith("{") else a for a in argv]
+    inputs = [tmp_path / n for n in FILES] + [Path(SANDBOX), Path(BINARY_VALUES)]
+    before = _digest(inputs)
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert fragment in lines[0]
+    assert "Traceback" not in err
+    assert _digest(inputs) == before  # nothing was changed
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES)
+
+
+def test_there_are_at_least_25_malformed_inputs():
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: fc.PropellerConfig((fc.ConfigFile("a.yaml", ""), fc.ConfigFile("a.yaml", "")),), "given twice"),
+    (lambda: fc.PropellerConfig((fc.ConfigFile("a.yml", ""),)), "does not end in .yaml"),
+    (lambda: fc.AgentService("", "k8s://a.b:1", ("t",)).validate(), "id is empty"),
+    (lambda: fc.AgentService("a", "k8s://a.b:1", ("t", "t")).validate(), "lists a task type twice"),
+    (lambda: fc.AgentService("a", "k8s://a.b:1", ("",)).validate(), "empty"),
+    (lambda: fc.AgentService("a", "k8s://a.b:1", ("t",), timeout="soon").validate(), "not a Go duration"),
+])
+def test_pure_module_rejects_malformed_values(make, fragment):
+    with pytest.raises(UserError, match=fragment) as info:
+        make()
+    assert "\n" not in str(info.value)
