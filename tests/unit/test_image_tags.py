@@ -416,3 +416,49 @@ def test_dockerfile_arg_default():
     assert t.dockerfile_arg_default(text, "OTHER") == "2"
     assert t.dockerfile_arg_default(text, "NODEFAULT") is None
     assert t.dockerfile_arg_default(text, "MISSING") is None
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("my-agent:abc", "docker.io/library/my-agent:abc"), ("org/agent:1", "docker.io/org/agent:1"),
+    ("localhost:30000/fa/agent:0123", "localhost:30000/fa/agent:0123"), ("ghcr.io/o/a:t", "ghcr.io/o/a:t"),
+])
+def test_normalize_ref_like_containerd(ref, expected):
+    assert t.normalize_ref(ref) == expected
+
+
+def test_git_origin_drops_embedded_credentials(tmp_path):
+    git(tmp_path, "init", "-q")
+    assert t.git_origin(tmp_path) is None
+    git(tmp_path, "remote", "add", "origin", "https://user:s3cret@git.example.com:8443/org/repo.git")
+    assert t.git_origin(tmp_path) == "https://git.example.com:8443/org/repo.git"
+    git(tmp_path, "remote", "set-url", "origin", "git@git.example.com:org/repo.git")
+    assert t.git_origin(tmp_path) == "git@git.example.com:org/repo.git"
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+
+def test_add_labels_closes_the_last_stage_with_one_label_instruction():
+    out = t.add_labels("FROM a AS build\nRUN x\nFROM b\nCOPY --from=build /x /x", {"k2": "2", "k1": "1"})
+    assert out.splitlines() == ["FROM a AS build", "RUN x", "FROM b", "COPY --from=build /x /x",
+                                'LABEL "k1"="1" "k2"="2"']
+
+
+def test_add_labels_closes_the_target_stage_even_across_continuations_and_comments():
+    dockerfile = ("FROM a AS Build\nRUN echo \\\n  FROM not-a-stage\n# FROM comment\n\nFROM b AS final\nRUN y\n")
+    lines = t.add_labels(dockerfile, {"k": "v"}, target="build").splitlines()
+    assert lines.index('LABEL "k"="v"') == lines.index("FROM b AS final") - 1
+    assert t.add_labels(dockerfile, {"k": "v"}, target="final").splitlines()[-1] == 'LABEL "k"="v"'
+
+
+def test_add_labels_escapes_quotes_dollars_and_the_escape_character():
+    assert t.add_labels('FROM a\n', {"k": 'a"b$c\\d'}).splitlines()[-1] == 'LABEL "k"="a\\"b\\$c\\\\d"'
+    backtick = t.add_labels("# escape=`\nFROM a\n", {"k": 'a"b`'})
+    assert backtick.splitlines()[-1] == 'LABEL "k"="a`"b``"'
+
+
+def test_with_data_replaces_the_dockerfile_entry_without_digesting_it(tree):
+    ctx = scan(tree).with_data("Dockerfile", b"FROM scratch\nLABEL a=b\n")
+    entry = next(e for e in ctx.entries if e.path == "Dockerfile")
+    assert entry.data == b"FROM scratch\nLABEL a=b\n" and entry.hashed is False
+    assert ctx.paths().count("Dockerfile") == 1
