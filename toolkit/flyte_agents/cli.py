@@ -15,6 +15,7 @@ from .errors import FlyteAgentsError
 
 # name -> (module relative to this package, click command attribute, one-line help for the command list).
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "build": ("commands.build", "build", "Build agent images with content tags; push or side-load what changed."),
     "config": ("commands.config", "config", "Render, diff, lint, apply or remove propeller's agent routing."),
 }
 
