@@ -869,10 +869,6 @@ def routing_sections(merged: dict) -> dict:
     return sections
 
 
-def removal_changes_effective_config(config: PropellerConfig, file_name: str = TOOLKIT_FILE) -> bool:
-    return config.merged() != config.without(file_name).merged()
-
-
 def _later_files(config: PropellerConfig, file_name: str) -> list[LintFinding]:
     later = [f.label for f in config.ordered() if f.name.encode() > file_name.encode()]
     if not later:
