@@ -499,6 +499,8 @@ def test_every_lint_rule_is_covered():
         "endpoint": "k8s://a.b:1", "defaultTimeout": "1s", "timeouts": [{"GetTask": "10s"}]}}))]),
     ("missing-deployment", "1.15.3", [("001.yaml", plugins_file(["agent-service"], section={
         "agents": {"yes": {"endpoint": "k8s://a.b:1"}}, "agentForTaskTypes": {"t": "yes"}}))]),
+    ("missing-deployment", "1.15.3", [("001.yaml", plugins_file(["agent-service"], section={  # list form keeps case
+        "agents": [{"MyAgent": {"endpoint": "k8s://a.b:1"}}], "agentForTaskTypes": [{"t": "MyAgent"}]}))]),
     ("echo-default", "1.13.2", [("001.yaml", plugins_file(["container", "agent-service", "echo"]))]),
     ("sync-pinned", "1.15.3", [("001.yaml", plugins_file(["agent-service"], section={
         "agents": {"x": {"endpoint": "b:1"}}, "agentForTaskTypes": {"webhook": "x"}}))]),
@@ -516,6 +518,13 @@ def test_lint_of_the_sandbox_reports_the_ignored_timeouts(flyte, version):
     findings = fc.lint(sandbox_config(flyte), V(version))
     assert [f.rule for f in findings] == ["lowercased-timeouts"]
     assert "GetTask" in findings[0].message
+
+
+def test_missing_deployment_after_lowercasing_names_the_lowercased_id():
+    section = {"agents": {"MyAgent": {"endpoint": "k8s://a.b:1"}}, "agentForTaskTypes": {"t": "MyAgent"}}
+    findings = fc.lint(cfg(("001.yaml", plugins_file(["container", "agent-service"], section=section))), V("1.15.3"))
+    missing = [f for f in findings if f.rule == "missing-deployment"]
+    assert len(missing) == 1 and "'myagent' after lowercasing" in missing[0].fix
 
 
 def test_lint_flags_desired_sync_service_pinned_by_existing_config():

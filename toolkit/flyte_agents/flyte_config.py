@@ -751,7 +751,7 @@ def _lint_deployments(plugin_view: PluginView, naming: Naming, version: FlyteVer
 def _lint_pins(plugin_view: PluginView, naming: Naming, version: FlyteVersion,
                services: Sequence[AgentService]) -> list[LintFinding]:
     findings = []
-    ids = {d.id.lower() for d in plugin_view.deployments}
+    ids = {d.id for d in plugin_view.deployments}  # propeller looks the id up exactly
     sync_types = {t for s in services if s.sync for t in s.task_types}
     sync_types |= {t for t, is_sync in FLYTEKIT_BUILTIN_TYPES.items() if is_sync}
     for task_type, dep_id in sorted(plugin_view.for_task_types.items()):

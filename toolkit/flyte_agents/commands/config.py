@@ -39,7 +39,7 @@ def _bool(value: Any, what: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "yes", "1", ""):
+    if text in ("true", "yes", "1"):
         return True
     if text in ("false", "no", "0"):
         return False
