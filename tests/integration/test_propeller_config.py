@@ -67,7 +67,7 @@ def test_apply_is_idempotent_and_remove_restores_byte_for_byte(sandbox, kube, co
     assert f"{first.version.major}.{first.version.minor}" == sandbox
     assert generation(kube) == gen0 + 1
     extra = core.read_namespaced_config_map("flyte-sandbox-extra-config", NS)
-    written = yaml.safe_load(extra.data[fc.TOOLKIT_FILE])[ "plugins"][names.plugin]
+    written = yaml.safe_load(extra.data[fc.TOOLKIT_FILE])["plugins"][names.plugin]
     assert set(written[names.deployments_key]) == {"my-agent", "my-sync"}
     # the sync service is pinned only before 1.16, where a pin cannot force it async
     assert written[names.for_task_types_key] == (
@@ -197,7 +197,8 @@ def _install(kube_api, namespace: str, deployment: str, labels: dict, image: str
             "spec": {"containers": [{"name": "propeller", "image": image,
                                      "args": ["--config", f"{config_dir}/*.yaml"],
                                      "volumeMounts": [{"name": "config", "mountPath": config_dir}]}],
-                     "volumes": [{"name": "config", "projected": {"sources": [{"configMap": {"name": config_map}}]}}]}}}})
+                     "volumes": [{"name": "config",
+                                  "projected": {"sources": [{"configMap": {"name": config_map}}]}}]}}}})
     Kube(kube_api).wait_rollout(namespace, deployment, timeout=60)
 
 

@@ -692,7 +692,7 @@ def _lint_plugin_section(merged: dict, plugin_view: PluginView, view: EffectiveC
             findings.append(LintFinding(
                 "wrong-section-key", "error",
                 f"plugins.{plugin}.{key} belongs to {other.plugin}: the {plugin} plugin ignores it",
-                f"rename it to {dict(zip(other.section_keys, naming.section_keys))[key]}"))
+                f"rename it to {dict(zip(other.section_keys, naming.section_keys, strict=True))[key]}"))
     configured = plugin_view.default is not None or plugin_view.deployments
     if configured and view.enabled_explicit and plugin not in view.enabled_plugins:
         findings.append(LintFinding(
@@ -863,7 +863,8 @@ def routing_sections(merged: dict) -> dict:
     task_plugins = lookup(merged, "tasks", "task-plugins")
     if task_plugins is not None:
         sections["tasks"] = {"task-plugins": task_plugins}
-    plugins = {p: lookup(merged, "plugins", p) for p in (AGENT_PLUGIN, CONNECTOR_PLUGIN) if lookup(merged, "plugins", p)}
+    plugins = {p: lookup(merged, "plugins", p) for p in (AGENT_PLUGIN, CONNECTOR_PLUGIN)
+               if lookup(merged, "plugins", p)}
     if plugins:
         sections["plugins"] = plugins
     return sections

@@ -2,11 +2,12 @@
 
 Pure decisions over facts the caller gathered (Deployments and ConfigMaps from the cluster, or files from disk):
 
-| flavor       | propeller Deployment      | config files come from (projected into one directory) | the toolkit writes into |
-|--------------|---------------------------|--------------------------------------------------------|-------------------------|
-| sandbox      | `flyte-sandbox` (ns flyte) | `flyte-sandbox-config`, `flyte-sandbox-extra-config`  | `flyte-sandbox-extra-config` (not owned by the sandbox's Helm release) |
-| flyte-binary | `<release>-flyte-binary`  | `<release>-flyte-binary-config` (+ inlineConfigMap)    | `<release>-flyte-binary-config` |
-| flyte-core   | `flytepropeller`          | `flyte-propeller-config`                               | `flyte-propeller-config` |
+* sandbox: Deployment `flyte-sandbox` (namespace flyte) reads ConfigMaps `flyte-sandbox-config` and
+  `flyte-sandbox-extra-config`; the toolkit writes into `flyte-sandbox-extra-config`, which the sandbox's Helm
+  release does not own.
+* flyte-binary: Deployment `<release>-flyte-binary` reads `<release>-flyte-binary-config` (plus an optional
+  inlineConfigMap); the toolkit writes into `<release>-flyte-binary-config`.
+* flyte-core: Deployment `flytepropeller` reads and the toolkit writes `flyte-propeller-config`.
 
 The toolkit's file is one key (flyte_config.TOOLKIT_FILE) that sorts after every other file. Secrets projected
 into the same directory (database and storage credentials) are never read: they hold no routing.
@@ -197,7 +198,7 @@ def load_offline(paths: Sequence[str], texts: Sequence[str], version: fc.FlyteVe
     files: list[fc.ConfigFile] = []
     values_docs: list[tuple[str, dict]] = []
     manifests: list[dict] = []
-    for path, text in zip(paths, texts):
+    for path, text in zip(paths, texts, strict=True):
         for doc in _documents(path, text):
             kind = classify_document(doc, path)
             if kind == "configmap":

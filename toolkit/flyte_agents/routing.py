@@ -40,7 +40,8 @@ class RoutingResult:
             "namespace": self.target.namespace, "deployment": self.target.deployment,
             "config_map": self.target.write_config_map, "key": self.target.file_name,
             "flyte_version": str(self.version) if self.version else None, "version_source": self.version_source,
-            "written": self.written, "write_attempts": self.attempts, "effective_config_changed": self.effective_changed,
+            "written": self.written, "write_attempts": self.attempts,
+            "effective_config_changed": self.effective_changed,
             "restarted": self.restarted, "rollout": self.rollout, "notes": list(self.notes),
             "plan": self.plan.to_dict() if self.plan else None,
         }

@@ -243,7 +243,8 @@ CLUSTER = [
     click.option("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
     click.option("--namespace", "-n", default="flyte", show_default=True, help="Namespace of propeller."),
     FLAVOR,
-    click.option("--dry-run", is_flag=True, help="Print the plan; the API server validates the write, nothing persists."),
+    click.option("--dry-run", is_flag=True,
+                 help="Print the plan; the API server validates the write, nothing persists."),
     click.option("--output", "-o", default="text", show_default=True, help="text or json."),
     click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for propeller's rollout."),
 ]
