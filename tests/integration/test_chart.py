@@ -300,3 +300,22 @@ def test_prod_and_dev_install_upgrade_and_roll_back_side_by_side(helm, kubeconfi
                               kubeconfig=kubeconfig).stdout)
     assert [h["revision"] for h in dev] == [1]
     assert_available(apps, "demo-dev", namespace, 1)
+
+
+@pytest.mark.kube
+def test_rotating_an_existing_secret_rolls_the_pods_on_upgrade(helm, kubeconfig, kube_api, namespace):
+    """A Secret managed outside the chart: its content is looked up at upgrade time into the pod template."""
+    apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
+    secret = client.V1Secret(metadata=client.V1ObjectMeta(name="agent-credentials"), string_data={"api_key": "one"})
+    core.create_namespaced_secret(namespace, secret)
+    args = (*value_files(("dev",)), "--set", "secrets.existingSecret=agent-credentials")
+    install(helm, kubeconfig, "install", "demo-dev", namespace, *args)
+    before = pod_template(apps, "demo-dev", namespace)
+
+    install(helm, kubeconfig, "upgrade", "demo-dev", namespace, *args)
+    assert pod_template(apps, "demo-dev", namespace) == before  # nothing changed, nothing rolls
+
+    core.patch_namespaced_secret("agent-credentials", namespace, {"stringData": {"api_key": "two"}})
+    install(helm, kubeconfig, "upgrade", "demo-dev", namespace, *args)
+    assert pod_template(apps, "demo-dev", namespace) != before
+    assert_available(apps, "demo-dev", namespace, 1)
