@@ -215,6 +215,22 @@ def test_network_policy_admits_only_propeller_and_the_test_pod_to_grpc(helm):
     assert len(policy["spec"]["ingress"]) == 1
 
 
+# Pod labels of propeller in the Flyte sandbox: the flyte-binary Deployment `flyte-sandbox` of the v1.15.3 and
+# v1.16.8 sandbox manifests (docker/sandbox-bundled/manifests/complete-*.yaml).
+SANDBOX_PROPELLER_LABELS = {"app.kubernetes.io/name": "flyte-sandbox", "app.kubernetes.io/instance": "flyte-sandbox",
+                            "app.kubernetes.io/component": "flyte-binary"}
+
+
+def test_sandbox_network_policy_admits_the_sandbox_propeller(helm):
+    """prod.yaml enables the policy for flyte-core; layered with sandbox.yaml it must select the sandbox's pod
+    (Helm merges the label maps, so the overlay has to replace the key, not add one)."""
+    docs = render(helm, *value_files(("prod", "sandbox")), namespace="flyte")
+    grpc_rule = one(docs, "NetworkPolicy")["spec"]["ingress"][0]
+    propeller = grpc_rule["from"][0]
+    assert propeller["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "flyte"}
+    assert propeller["podSelector"]["matchLabels"].items() <= SANDBOX_PROPELLER_LABELS.items()
+
+
 def test_helm_test_hook_checks_grpc_health_of_the_service(helm):
     docs = render(helm, *value_files(("dev",)), release="demo-dev", namespace="team-a")
     (hook,) = [d for d in docs if is_hook(d)]
