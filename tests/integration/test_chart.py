@@ -14,7 +14,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, utils
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "flyte-agent"
@@ -87,6 +87,16 @@ def test_every_object_validates_strictly_against_the_cluster_version(helm, layer
         assert {"Secret", "ConfigMap", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
     for doc in docs:
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.kube
+@pytest.mark.parametrize("layers", [*OVERLAYS, ("all-features",)], ids=[*LAYER_IDS, "all-features"])
+def test_the_api_server_accepts_every_object_strictly(helm, kube_api, namespace, layers):
+    """The kwok cluster's real kube-apiserver, dry run with strict field validation: also checks what the OpenAPI
+    schemas cannot express (label syntax, names, immutable-field rules)."""
+    args = value_files(layers) if layers != ("all-features",) else ["-f", str(DATA / "all-features.yaml")]
+    for doc in render(helm, *args, namespace=namespace):
+        utils.create_from_dict(kube_api, doc, namespace=namespace, dry_run="All", field_validation="Strict")
 
 
 @pytest.mark.parametrize("layers", OVERLAYS, ids=LAYER_IDS)

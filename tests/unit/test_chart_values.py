@@ -65,8 +65,9 @@ def test_every_overlay_is_valid(validator, layers):
     assert errors == []
 
 
-def test_chart_defaults_are_valid(validator):
+def test_chart_defaults_and_every_feature_are_valid(validator):
     assert list(validator.iter_errors(chart_values())) == []
+    assert list(validator.iter_errors(chart_values(REPO / "tests" / "data" / "chart" / "all-features.yaml"))) == []
 
 
 def test_sandbox_overlay_uses_sandbox_registry_and_small_resources():

@@ -45,7 +45,7 @@ flyte-agents.dev/environment tell the releases of one service apart.
 {{- define "flyte-agent.labels" -}}
 {{ include "flyte-agent.selectorLabels" . }}
 helm.sh/chart: {{ include "flyte-agent.chart" . }}
-app.kubernetes.io/version: {{ include "flyte-agent.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/version: {{ include "flyte-agent.imageTag" . | trunc 63 | trimAll "-_." | quote }}
 app.kubernetes.io/component: agent
 app.kubernetes.io/part-of: flyte-agents
 app.kubernetes.io/managed-by: {{ .Release.Service }}
