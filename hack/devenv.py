@@ -387,6 +387,7 @@ def up_kube() -> Result:
             f"--kubelet-client-certificate={crt}", f"--kubelet-client-key={key}",
             f"--proxy-client-cert-file={crt}", f"--proxy-client-key-file={key}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            "--kubelet-preferred-address-types=InternalIP",  # port-forward reaches kwok's server on 127.0.0.1
             "--service-cluster-ip-range=10.96.0.0/16", "--service-node-port-range=30000-32767",
             "--enable-priority-and-fairness=false", "--max-requests-inflight=0",
             "--max-mutating-requests-inflight=0"])
@@ -402,11 +403,17 @@ def up_kube() -> Result:
         start("kube-scheduler", [str(kube_dir / "kube-scheduler"), f"--kubeconfig={KUBECONFIG}",
                                  "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0"])
     if not recorded_pid("kwok"):
+        kubectl_apply(HACK / "kwok" / "crds.yaml")
+        # A restarted kwok cannot take over the node lease its predecessor held, and then leaves the node's pods
+        # alone; start it with no lease.
+        subprocess.run(["kubectl", "--kubeconfig", str(KUBECONFIG), "-n", "kube-node-lease", "delete", "lease",
+                        NODE_NAME, "--ignore-not-found"], check=True, capture_output=True, env=kube_path_env())
         start("kwok", [str(kwok_dir / "kwok"), f"--kubeconfig={KUBECONFIG}", f"--config={HACK / 'kwok' / 'stages.yaml'}",
                        "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                        "--node-ip=127.0.0.1", f"--node-name={NODE_NAME}", f"--node-port={KWOK_PORT}",
                        f"--server-address=127.0.0.1:{KWOK_PORT}", f"--tls-cert-file={crt}",
-                       f"--tls-private-key-file={key}", "--node-lease-duration-seconds=40"])
+                       f"--tls-private-key-file={key}", "--node-lease-duration-seconds=40",
+                       "--enable-crds=PortForward,ClusterPortForward"])
     create_node()
     wait_until("kwok", node_ready, 60)
     if set(running_daemons()) == started_before:
@@ -417,14 +424,19 @@ def up_kube() -> Result:
                   time.monotonic() - t0, action)
 
 
+def kubectl_apply(manifest: Path | str) -> None:
+    text = manifest if isinstance(manifest, str) else manifest.read_text()
+    subprocess.run(["kubectl", "--kubeconfig", str(KUBECONFIG), "apply", "-f", "-"], input=text,
+                   check=True, capture_output=True, text=True, env=kube_path_env())
+
+
 def create_node() -> None:
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": NODE_NAME, "annotations": {"kwok.x-k8s.io/node": "fake"},
                          "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": "amd64", "type": "kwok"}},
             "spec": {}}
-    subprocess.run(["kubectl", "--kubeconfig", str(KUBECONFIG), "apply", "-f", "-"], input=json.dumps(node),
-                   check=True, capture_output=True, text=True, env=kube_path_env())
+    kubectl_apply(json.dumps(node))
 
 
 # ---------------------------------------------------------------------------------------------------- commands

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.conftest import grpc_health, kubectl_path
+from tests.conftest import free_port, grpc_health, kubectl_path
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -208,3 +208,29 @@ def test_sandbox_standin_has_the_flyte_sandbox_objects(sandbox, naming, kube_api
     contexts = subprocess.run([kubectl_path(), "config", "get-contexts", "flyte-sandbox", "-o", "name"],
                               capture_output=True, text=True)
     assert contexts.stdout.strip() == "flyte-sandbox"
+
+
+def test_port_forward_through_the_api_server_reaches_a_real_agent_server(kube_api, namespace, agent_server):
+    """kwok serves the kubelet's port-forward for a fake pod and forwards it to a real process on this machine."""
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_pod(namespace, client.V1Pod(
+        metadata=client.V1ObjectMeta(name="agent"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="example.invalid/agent:1")])))
+    host, port = agent_server.rsplit(":", 1)
+    client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
+        "kwok.x-k8s.io", "v1alpha1", namespace, "portforwards",
+        {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward", "metadata": {"name": "agent"},
+         "spec": {"forwards": [{"ports": [8000], "target": {"address": host, "port": int(port)}}]}})
+    deadline = time.monotonic() + 30
+    while core.read_namespaced_pod("agent", namespace).status.phase != "Running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    local = free_port()
+    forward = subprocess.Popen([kubectl_path(), "--context", "kwok", "-n", namespace, "port-forward", "pod/agent",
+                                f"{local}:8000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "Forwarding from" in forward.stdout.readline()
+        assert grpc_health(f"127.0.0.1:{local}", timeout=10) == "SERVING"
+    finally:
+        forward.terminate()
+        forward.wait(10)
