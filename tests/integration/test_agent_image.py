@@ -41,10 +41,11 @@ def dockerfile_default(name: str) -> str:
     return line.split("=", 1)[1]
 
 
-def build(docker_client, context: Path, tag: str, base_image: str, network_mode: str) -> str:
+def build(docker_client, context: Path, tag: str, base_image: str, network_mode: str, **build_args: str) -> str:
     """Build without BuildKit (the SDK's classic builder), as the image pipeline does; returns the build log."""
     try:
-        _, log = docker_client.images.build(path=str(context), tag=tag, buildargs={"BASE_IMAGE": base_image},
+        _, log = docker_client.images.build(path=str(context), tag=tag,
+                                            buildargs={"BASE_IMAGE": base_image, **build_args},
                                             network_mode=network_mode, rm=True, forcerm=True, timeout=900)
     except docker.errors.BuildError as err:
         tail = "".join(chunk.get("stream", "") + chunk.get("error", "") for chunk in err.build_log)[-3000:]
@@ -251,6 +252,25 @@ def test_serve_agent_lists_the_demo_and_stops_on_sigterm(docker_client, agent_im
     # the 10 s timeout. The time bound is generous: it checks signal handling, not speed (`docker stop` < 2 s here).
     assert status == 143
     assert seconds < 5, f"docker stop took {seconds:.1f}s"
+
+
+def test_flytekit_1_15_build_serves_the_demo_under_the_agent_naming(docker_client, base_image, tmp_path):
+    """FLYTEKIT_EXTRA=agent with a flytekit that predates connectors: the demo registers through base_agent, and
+    the image's default command (no chart args) runs `pyflyte serve agent`."""
+    context = private_context(tmp_path)
+    shutil.copy(HOST_CA_BUNDLE, context / "extra" / "ca-bundle.crt")
+    tag = f"flyte-agents-test/agent-115:{uuid.uuid4().hex[:10]}"
+    build(docker_client, context, tag, base_image, "host", FLYTEKIT_VERSION="1.15.4", FLYTEKIT_EXTRA="agent")
+    container = docker_client.containers.run(tag, detach=True, read_only=True, tmpfs={"/tmp": ""},
+                                             name=f"fa-test-agent-{uuid.uuid4().hex[:8]}")
+    try:
+        address = address_of(container, 8000)
+        wait_serving(container, address)
+        assert DEMO_TASK_TYPE in task_types(address)
+        assert "Agent Metadata" in container.logs().decode()  # what `serve agent` prints, not `serve connector`
+    finally:
+        container.remove(force=True)
+        docker_client.images.remove(tag, noprune=True)
 
 
 # ------------------------------------------------------------------------------------------------ offline build
