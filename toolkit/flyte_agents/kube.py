@@ -215,53 +215,50 @@ class Kube:
         Keys are backed up on their first edit (see the module doc). `before_write` runs between the read and
         the write of every attempt (tests use it to be a concurrent writer).
         """
-        from kubernetes.client.exceptions import ApiException
-
-        for attempt in range(1, CONFLICT_RETRIES + 1):
-            state = self.read_config_map(namespace, name)
+        def plan(state: ConfigMapState | None) -> tuple[ConfigMapEdit, str | None] | None:
             if state is None:
                 raise UserError(f"ConfigMap {namespace}/{name} does not exist: check --namespace and --flavor")
             change = edit(state)
             if change is None or change.applied_to(state) == dict(state.data):
-                return WriteResult(False, attempt, state, dict(state.data))
-            if before_write is not None:
-                before_write(state)
-            body = {"metadata": {"resourceVersion": state.resource_version,
-                                 "annotations": {BACKUP_ANNOTATION: _backup_after(state, change)}},
-                    "data": dict(change.data)}
-            try:
-                self._call(f"writing ConfigMap {namespace}/{name}", self.core.patch_namespaced_config_map, name,
-                           namespace, body, field_manager=FIELD_MANAGER, dry_run="All" if dry_run else None,
-                           _content_type="application/merge-patch+json")
-            except ApiException as err:  # only 409 gets here
-                if attempt == CONFLICT_RETRIES:
-                    raise ConflictError(f"ConfigMap {namespace}/{name} kept changing under us ({attempt} conflicts "
-                                        f"in a row: {_api_reason(err)}); retry when the other writer is done") from None
-                time.sleep(0.01 * (1 + random.random() * 0.1))
-                continue
-            return WriteResult(True, attempt, state, change.applied_to(state))
-        raise AssertionError("unreachable")
+                return None
+            return change, _backup_after(state, change)
+
+        return self._read_modify_write(namespace, name, "writing", plan, dry_run, before_write)
 
     def restore_config_map(self, namespace: str, name: str, *, dry_run: bool = False,
                            before_write: Callable[[ConfigMapState], None] | None = None) -> WriteResult:
         """Put back every key recorded in the backup annotation and drop the annotation."""
+        def plan(state: ConfigMapState | None) -> tuple[ConfigMapEdit, str | None] | None:
+            if state is None or BACKUP_ANNOTATION not in state.annotations:
+                return None
+            return ConfigMapEdit(state.backup()), None
+
+        return self._read_modify_write(namespace, name, "restoring", plan, dry_run, before_write)
+
+    def _read_modify_write(self, namespace: str, name: str, what: str,
+                           plan: Callable[[ConfigMapState | None], tuple[ConfigMapEdit, str | None] | None],
+                           dry_run: bool, before_write: Callable[[ConfigMapState], None] | None) -> WriteResult:
+        """The conflict-retry loop of both writers. `plan` maps a fresh read to (edit, new backup annotation, None
+        to drop it) or to None when there is nothing to write."""
         from kubernetes.client.exceptions import ApiException
 
         for attempt in range(1, CONFLICT_RETRIES + 1):
             state = self.read_config_map(namespace, name)
-            if state is None or BACKUP_ANNOTATION not in state.annotations:
-                empty = state or ConfigMapState(name, namespace, {}, {}, {}, "")
-                return WriteResult(False, attempt, empty, dict(empty.data))
-            change = ConfigMapEdit(state.backup())
+            planned = plan(state)
+            if planned is None:
+                current = state or ConfigMapState(name, namespace, {}, {}, {}, "")
+                return WriteResult(False, attempt, current, dict(current.data))
+            change, backup = planned
             if before_write is not None:
                 before_write(state)
-            body = {"metadata": {"resourceVersion": state.resource_version, "annotations": {BACKUP_ANNOTATION: None}},
+            body = {"metadata": {"resourceVersion": state.resource_version,
+                                 "annotations": {BACKUP_ANNOTATION: backup}},
                     "data": dict(change.data)}
             try:
-                self._call(f"restoring ConfigMap {namespace}/{name}", self.core.patch_namespaced_config_map, name,
+                self._call(f"{what} ConfigMap {namespace}/{name}", self.core.patch_namespaced_config_map, name,
                            namespace, body, field_manager=FIELD_MANAGER, dry_run="All" if dry_run else None,
                            _content_type="application/merge-patch+json")
-            except ApiException as err:
+            except ApiException as err:  # only 409 gets here
                 if attempt == CONFLICT_RETRIES:
                     raise ConflictError(f"ConfigMap {namespace}/{name} kept changing under us ({attempt} conflicts "
                                         f"in a row: {_api_reason(err)}); retry when the other writer is done") from None
