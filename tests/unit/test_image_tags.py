@@ -371,15 +371,16 @@ def test_git_state_reports_head_and_dirtiness_of_the_build_inputs_only(tmp_path)
 
 @pytest.mark.parametrize("value, expected", [
     ("localhost:30000", "localhost:30000"), ("127.0.0.1:30000/", "127.0.0.1:30000"),
-    ("ghcr.io/my-org", "ghcr.io/my-org"), ("registry.example.com:5000/a/b_c", "registry.example.com:5000/a/b_c"),
+    ("registry.example.com/my-org", "registry.example.com/my-org"),
+    ("registry.example.com:5000/a/b_c", "registry.example.com:5000/a/b_c"),
     ("[::1]:5000", "[::1]:5000"), ("myorg", "myorg"), ("Registry.Example.COM", "Registry.Example.COM"),
 ])
 def test_valid_registries(value, expected):
     assert t.validate_registry(value) == expected
 
 
-@pytest.mark.parametrize("value", ["Bad Registry!", "http://localhost:5000", "ghcr.io/MyOrg", "", "a..b:5000",
-                                   "-x.io", "MyOrg", "localhost:port", "ghcr.io//org"])
+@pytest.mark.parametrize("value", ["Bad Registry!", "http://localhost:5000", "registry.example.com/MyOrg", "",
+                                   "a..b:5000", "-x.io", "MyOrg", "localhost:port", "registry.example.com//org"])
 def test_invalid_registries_name_the_option(value):
     with pytest.raises(UserError, match=r"^--registry .* is not a registry name"):
         t.validate_registry(value)
@@ -387,7 +388,7 @@ def test_invalid_registries_name_the_option(value):
 
 def test_split_registry_follows_docker_hub_rules():
     assert t.split_registry("localhost:30000") == ("localhost:30000", "")
-    assert t.split_registry("ghcr.io/org/sub") == ("ghcr.io", "org/sub")
+    assert t.split_registry("registry.example.com/org/sub") == ("registry.example.com", "org/sub")
     assert t.split_registry("localhost/ns") == ("localhost", "ns")
     assert t.split_registry("myorg/team") == ("docker.io", "myorg/team")
 
@@ -420,7 +421,8 @@ def test_dockerfile_arg_default():
 
 @pytest.mark.parametrize("ref, expected", [
     ("my-agent:abc", "docker.io/library/my-agent:abc"), ("org/agent:1", "docker.io/org/agent:1"),
-    ("localhost:30000/fa/agent:0123", "localhost:30000/fa/agent:0123"), ("ghcr.io/o/a:t", "ghcr.io/o/a:t"),
+    ("localhost:30000/fa/agent:0123", "localhost:30000/fa/agent:0123"),
+    ("registry.example.com/o/a:t", "registry.example.com/o/a:t"),
 ])
 def test_normalize_ref_like_containerd(ref, expected):
     assert t.normalize_ref(ref) == expected

@@ -15,7 +15,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import docker
 import docker.errors
 import requests.exceptions
-from docker.utils.socket import consume_socket_output, frames_iter
+from docker.utils.socket import frames_iter
 
 from .errors import BuildStepFailed, DockerfileError, DockerUnavailable, InfraError, RegistryError
 
@@ -126,7 +126,8 @@ class DockerEngine:
             pass
 
     def build(self, context: BinaryIO, *, dockerfile: str, tag: str, on_event: OnEvent,
-              build_args: dict[str, str] | None = None, target: str | None = None, platform: str | None = None, network_mode: str | None = None) -> str:
+              build_args: dict[str, str] | None = None, target: str | None = None,
+              platform: str | None = None, network_mode: str | None = None) -> str:
         """Build from an uncompressed context tar and tag the result; returns the image ID."""
         try:
             stream = self.api.build(fileobj=context, custom_context=True, dockerfile=dockerfile, tag=tag,
@@ -191,7 +192,7 @@ class DockerEngine:
             for chunk in stdin:
                 sock.sendall(chunk)
             sock.shutdown(socket.SHUT_WR)
-            return consume_socket_output(frames_iter(raw, tty=False)) or b""
+            return b"".join(data for _stream, data in frames_iter(raw, tty=False))
         finally:
             raw.close()
 

@@ -526,7 +526,7 @@ def split_registry(registry: str) -> tuple[str, str]:
 
 
 def validate_registry(value: str, option: str = "--registry") -> str:
-    """A registry host with an optional namespace (`ghcr.io/org`), as Docker's reference grammar allows."""
+    """A registry host with an optional namespace (`registry.example.com/org`), as Docker's reference grammar allows."""
     registry = value.strip().rstrip("/")
     host, namespace = split_registry(registry)
     # A bare host is fine (`localhost:30000`); a Docker Hub registry needs its namespace (`my-org`).
@@ -534,7 +534,7 @@ def validate_registry(value: str, option: str = "--registry") -> str:
     valid = "://" not in registry and _HOST.match(host) and named
     if not valid:
         raise UserError(f"{option} {value!r} is not a registry name: use HOST[:PORT][/NAMESPACE] in lower case, "
-                        f"e.g. localhost:30000 or ghcr.io/my-org")
+                        f"e.g. localhost:30000 or registry.example.com/my-org")
     return registry
 
 

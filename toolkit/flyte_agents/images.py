@@ -212,18 +212,16 @@ def wheelhouse_cache() -> Path:
 
 
 def wheelhouse_requirements(spec: ImageSpec) -> list[str]:
-    """What the agent image installs: flytekit[EXTRA]==VERSION, requirements.txt, and the build backends of the
-    local packages it names (pip needs them without an index too)."""
+    """What the image installs: requirements.txt, flytekit[FLYTEKIT_EXTRA]==FLYTEKIT_VERSION when the build declares
+    those (the agent_image contract), and the build backends of local packages (pip needs them without an index)."""
+    requirements = spec.context / "requirements.txt"
+    if not requirements.is_file():
+        raise UserError(f"--offline needs {requirements}: list the packages the image installs there")
     text = spec.dockerfile_path.read_text()
     version = spec.build_args.get("FLYTEKIT_VERSION") or tags.dockerfile_arg_default(text, "FLYTEKIT_VERSION")
     extra = spec.build_args.get("FLYTEKIT_EXTRA") or tags.dockerfile_arg_default(text, "FLYTEKIT_EXTRA")
-    if not version or not extra:
-        raise UserError("--offline needs FLYTEKIT_VERSION and FLYTEKIT_EXTRA: pass them with --build-arg or give "
-                        "the Dockerfile ARG defaults")
-    requirements = spec.context / "requirements.txt"
-    if not requirements.is_file():
-        raise UserError(f"--offline needs {requirements}: list the agent's packages there")
-    return [f"flytekit[{extra}]=={version}", "-r", "requirements.txt", *_local_build_requirements(requirements)]
+    flytekit = [f"flytekit{f'[{extra}]' if extra else ''}=={version}"] if version else []
+    return [*flytekit, "-r", "requirements.txt", *_local_build_requirements(requirements)]
 
 
 def _local_build_requirements(requirements: Path) -> list[str]:

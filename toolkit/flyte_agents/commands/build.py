@@ -22,8 +22,8 @@ from ..docker_adapter import BuildOutput, BuildStep, DockerEngine, PushProgress,
 from ..errors import UserError
 
 OUTPUTS = ("table", "json")
-FAILED_STEP_LINES = 60
-BUILDER_CHATTER = re.compile(r"^ ---> |^Removing intermediate container ")  # the legacy builder's own lines  # the end of a failed step's output is what explains the failure
+FAILED_STEP_LINES = 60  # the end of a failed step's output is what explains the failure
+BUILDER_CHATTER = re.compile(r"^ ---> |^Removing intermediate container ")  # the legacy builder's own lines
 
 
 class Reporter:
@@ -33,7 +33,7 @@ class Reporter:
         self.console = console
         self.verbose = verbose
         self.step_lines: list[str] = []
-        self.step_started = time.monotonic()
+        self.step_started = self.stage_started = time.monotonic()
         self.layers: dict[str, str] = {}
         self.status = console.status("") if console.is_terminal else None
 
@@ -42,7 +42,9 @@ class Reporter:
             self._stage(event)
         elif isinstance(event, BuildStep):
             self.step_lines, self.step_started = [], time.monotonic()
-            self.console.print(f"  [dim]step {event.number}/{event.total}[/] {escape(event.instruction[:120])}")
+            elapsed = self.step_started - self.stage_started
+            self.console.print(f"  [dim]{elapsed:6.1f}s step {event.number}/{event.total}[/] "
+                               f"{escape(event.instruction[:120])}")
             self._live(f"step {event.number}/{event.total}: {event.instruction[:60]}")
         elif isinstance(event, BuildOutput):
             self._output(event.line)
@@ -54,6 +56,7 @@ class Reporter:
     def _stage(self, stage: images.Stage) -> None:
         ref = escape(stage.ref)
         if stage.state == "start":
+            self.stage_started = time.monotonic()
             self.console.print(f"[bold]{stage.action}[/] {ref}")
             self._live(f"{stage.action} {stage.ref}")
         elif stage.state == "skip":
