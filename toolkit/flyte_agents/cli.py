@@ -17,6 +17,10 @@ from .errors import FlyteAgentsError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("commands.build", "build", "Build agent images with content tags; push or side-load what changed."),
     "config": ("commands.config", "config", "Render, diff, lint, apply or remove propeller's agent routing."),
+    "deploy": ("commands.deploy", "deploy", "Build, push, helm-install, route and verify the project's services."),
+    "status": ("commands.deploy", "status", "Releases, images, readiness, routing and drift of each service."),
+    "undeploy": ("commands.deploy", "undeploy", "Remove the services' releases and exactly the routing added."),
+    "verify": ("commands.deploy", "verify", "gRPC health + ListAgents per service, cross-checked with routing."),
 }
 
 

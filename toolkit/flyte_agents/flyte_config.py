@@ -1036,3 +1036,57 @@ def render_yaml(document: Any) -> str:
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                         fromfile=old_name, tofile=new_name))
+
+
+# ------------------------------------------------------------------------------------------------ deploy support
+
+def serve_command(version: FlyteVersion) -> str:
+    """`pyflyte serve agent` up to 1.15, `pyflyte serve connector` from 1.16 (same gRPC protocol, #6400)."""
+    return "connector" if naming_for(version) is CONNECTOR_NAMING else "agent"
+
+
+def routing_check(merged: dict, version: FlyteVersion, services: Sequence[AgentService],
+                  served: dict[str, set[str]]) -> list[LintFinding]:
+    """Cross-check propeller's effective routing against what each routed service serves (ListAgents).
+
+    Errors: a service propeller has no (or another) endpoint for; a task type routed to a service that does not
+    serve it (stale pins included); a task type a service is meant to serve that propeller sends elsewhere.
+    """
+    naming = naming_for(version)
+    view = effective(merged).plugins[naming.plugin]
+    deployments = {d.id: d for d in view.deployments}
+    findings: list[LintFinding] = []
+    ours = {s.id for s in services}
+    for service in services:
+        current = view.default if service.default else deployments.get(service.id)
+        where = naming.default_key if service.default else f"{naming.deployments_key}.{service.id}"
+        if current is None or current.endpoint != service.endpoint:
+            findings.append(LintFinding(
+                "service-not-routed", "error",
+                f"propeller's {where} is {current.endpoint if current else 'missing'}, not {service.endpoint}",
+                "run `flyte-agents deploy` to write the routing"))
+        for task_type in service.task_types:
+            pinned = view.for_task_types.get(task_type)
+            expected = None if service.default or (service.sync and pins_override_discovery(version)) \
+                else service.id
+            if pinned != expected and not (expected is None and pinned == service.id):
+                elsewhere = pinned or f"the {naming.default_key}"
+                findings.append(LintFinding(
+                    "routed-elsewhere", "error",
+                    f"task type {task_type} is served by {service.id} but propeller routes it to {elsewhere}",
+                    f"run `flyte-agents deploy`, or fix {naming.for_task_types_key}.{task_type} by hand"))
+    for task_type, target in sorted(view.for_task_types.items()):
+        if target in ours and task_type not in served.get(target, set()):
+            findings.append(LintFinding(
+                "routed-not-served", "error",
+                f"task type {task_type} is routed to {target}, which does not serve it (it serves "
+                f"{', '.join(sorted(served.get(target, set()))) or 'nothing'})",
+                f"add the agent for {task_type} to {target}'s image, or drop {task_type} from its taskTypes"))
+    for service in services:
+        if service.default or (service.sync and pins_override_discovery(version)):
+            missing = [t for t in service.task_types if t not in served.get(service.id, set())]
+            findings += [LintFinding("routed-not-served", "error",
+                                     f"task type {t} is routed to {service.id}, which does not serve it",
+                                     f"add the agent for {t} to {service.id}'s image, or drop it from its taskTypes")
+                         for t in missing]
+    return findings

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from . import flyte_config as fc
 from . import propeller_target as pt
 from .errors import UserError
-from .kube import ConfigMapEdit, ConfigMapState, Kube
+from .kube import BACKUP_ANNOTATION, ConfigMapEdit, ConfigMapState, Kube
 
 CONFIG_HASH_ANNOTATION = "flyte-agents.dev/propeller-config"
 
@@ -117,6 +117,26 @@ def remove_routing(kube: Kube, *, namespace: str = "flyte", flavor: pt.Flavor | 
     restarted, rollout = _restart_if_needed(kube, target, live, after, dry_run, timeout)
     return RoutingResult("remove", target, version, source, None, result.written, result.attempts, live != after,
                          restarted, rollout, dry_run)
+
+
+def restore_routing(kube: Kube, target: pt.PropellerTarget, before: ConfigMapState,
+                    timeout: float = 300) -> RoutingResult:
+    """Undo one command's routing write: put the toolkit's key back as `before` had it.
+
+    When `before` carried no backup annotation the toolkit had never written there, so the full restore (byte for
+    byte, annotation dropped) applies; otherwise the key gets its earlier value and the older backup stays.
+    """
+    if BACKUP_ANNOTATION not in before.annotations:
+        return remove_routing(kube, namespace=target.namespace, flavor=target.flavor, timeout=timeout)
+    live = read_config(kube, target).merged()
+    key = target.file_name
+    result = kube.update_config_map(target.namespace, target.write_config_map,
+                                    lambda _state: ConfigMapEdit({key: before.data.get(key)}))
+    restored = ConfigMapState(before.name, before.namespace, result.data_after, {}, {}, "")
+    after = read_config(kube, target, restored).merged()
+    restarted, rollout = _restart_if_needed(kube, target, live, after, False, timeout)
+    return RoutingResult("restore", target, None, "", None, result.written, result.attempts, live != after,
+                         restarted, rollout, False)
 
 
 def _restart_if_needed(kube: Kube, target: pt.PropellerTarget, live: dict, after: dict, dry_run: bool,

@@ -1,0 +1,535 @@
+"""Deploy orchestration: plan once (images, releases, routing, restart), apply it, verify, or undo it.
+
+    plan   -> images to build/push (content tags), per release install/upgrade/unchanged with a values diff,
+              the routing plan (a server-side dry run) and whether propeller must restart
+    apply  -> build/push -> helm upgrade --install each changed release (atomic) -> verify every service over
+              gRPC BEFORE propeller is touched -> write routing, restart propeller if its config changed ->
+              verify again against the live routing
+    undo   -> any failure (or Ctrl-C) after the first cluster change rolls back what this command did: new
+              releases are uninstalled, upgraded ones rolled back to their previous revision, the routing key
+              restored; so a failed deploy leaves the cluster as it found it.
+
+A no-op deploy builds, pushes, upgrades and restarts nothing: images are content-tagged, a release is upgraded only
+when its chart (name, version, content digest) or values differ, propeller restarts only when its effective config
+changes.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from . import flyte_config as fc
+from . import grpc_client
+from . import images
+from . import image_tags as tags
+from . import propeller_target as pt
+from . import routing
+from .errors import FlyteAgentsError, UserError, VerificationFailed
+from .helm import Helm, Revision
+from .kube import ConfigMapState, Kube
+from .project import Project, ServiceConfig
+from .sandbox import Cluster
+
+DESCRIPTION_PREFIX = "flyte-agents chart="
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Options:
+    helm_timeout: str = "5m"
+    verify_timeout: float = 120
+    rollout_timeout: float = 300
+    builtin: str | None = None  # sandbox only: keep|replace (default: the project's sandbox.builtin)
+    network_mode: str | None = None
+    ca_bundle: Path | None = None
+
+
+# ------------------------------------------------------------------------------------------------ plan types
+
+@dataclass
+class ReleasePlan:
+    service: ServiceConfig
+    release: str
+    namespace: str
+    image: str  # the ref the pods run
+    values: dict
+    endpoint: str
+    current: Revision | None
+    action: str  # install, upgrade or unchanged
+    reason: str
+    diff: str
+    description: str
+
+    def to_dict(self) -> dict:
+        return {"service": self.service.id, "release": self.release, "namespace": self.namespace,
+                "environment": self.service.environment, "image": self.image, "endpoint": self.endpoint,
+                "action": self.action, "reason": self.reason,
+                "current_revision": self.current.revision if self.current else None, "values_diff": self.diff}
+
+
+@dataclass
+class DeployPlan:
+    cluster: Cluster
+    images: images.BuildPlan
+    releases: list[ReleasePlan]
+    routed: list[fc.AgentService]
+    routing: routing.RoutingResult
+    restart: bool
+    helm_version: str
+    chart: Path
+
+    @property
+    def routing_changes(self) -> bool:
+        return self.routing.written
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (any(i.build or i.push for i in self.images.images)
+                    or any(r.action != "unchanged" for r in self.releases) or self.routing_changes or self.restart)
+
+    def to_dict(self) -> dict:
+        return {"cluster": self.cluster.to_dict(), "helm": self.helm_version, "images": self.images.to_dict(),
+                "releases": [r.to_dict() for r in self.releases],
+                "routing": {"services": [s.id for s in self.routed], "changes": self.routing_changes,
+                            "plan": self.routing.plan.to_dict() if self.routing.plan else None,
+                            "diff": self.routing.plan.effective_diff() if self.routing.plan else ""},
+                "restart_propeller": self.restart, "nothing_to_do": self.nothing_to_do}
+
+
+@dataclass
+class VerifyResult:
+    probes: dict[str, list[grpc_client.Probe]]
+    findings: list[fc.LintFinding]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> list[str]:
+        failed = [f"{sid}: {p.via or p.address}: {p.error or 'health ' + str(p.health)}"
+                  for sid, probes in self.probes.items() for p in probes if not p.ok]
+        failed += [f"{sid}: no ready pod to ask" for sid, probes in self.probes.items() if not probes]
+        return failed + [f"{f.message}: {f.fix}" for f in self.findings if f.severity == "error"]
+
+    def served(self, service_id: str) -> list[str]:
+        return sorted({t for p in self.probes.get(service_id, []) for t in p.served})
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "errors": self.errors,
+                "services": {sid: {"served": self.served(sid), "probes": [p.to_dict() for p in probes]}
+                             for sid, probes in self.probes.items()},
+                "findings": [f.__dict__ for f in self.findings]}
+
+
+@dataclass
+class DeployResult:
+    plan: DeployPlan
+    built: int
+    pushed: int
+    upgraded: list[str]
+    routing_written: bool
+    restarted: bool
+    verify: VerifyResult
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"plan": self.plan.to_dict(), "builds": self.built, "pushes": self.pushed,
+                "helm_upgrades": self.upgraded, "routing_written": self.routing_written,
+                "propeller_restarted": self.restarted, "verify": self.verify.to_dict(),
+                "seconds": round(self.seconds, 1)}
+
+
+# ------------------------------------------------------------------------------------------------ values
+
+def service_values(project: Project, service: ServiceConfig, cluster: Cluster, image_ref: str) -> dict:
+    """values files (Helm's merge: maps merge, lists replace), the sandbox overlay, then what the toolkit decides."""
+    merged: dict = {}
+    files = service.values + (service.sandbox_values if cluster.sandbox else ())
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"values file {path} is not valid YAML ({getattr(err, 'problem', err)}): fix it") \
+                from None
+        if not isinstance(doc, dict):
+            raise UserError(f"values file {path} is not a mapping: a values file is key: value pairs")
+        merged = pt.helm_merge(merged, doc)
+    repository, _, tag = image_ref.rpartition(":")
+    toolkit = {"image": {"repository": repository, "tag": tag},
+               "agent": {"serve": fc.serve_command(cluster.version), "environment": service.environment}}
+    return pt.helm_merge(merged, toolkit)
+
+
+def grpc_port(values: dict) -> int:
+    return int((values.get("grpc") or {}).get("port", 8000))
+
+
+def fullname(release: str, values: dict) -> str:
+    return (values.get("fullnameOverride") or release)[:63].rstrip("-")
+
+
+def chart_digest(chart: Path) -> str:
+    context = tags.scan_context(chart, chart / "Chart.yaml")
+    return tags.content_digest(context, b"", {}, None, None)[:12]
+
+
+def _values_diff(current: dict | None, desired: dict) -> str:
+    old = yaml.safe_dump(current, sort_keys=True) if current is not None else ""
+    return "".join(difflib.unified_diff(old.splitlines(True), yaml.safe_dump(desired, sort_keys=True)
+                                        .splitlines(True), "deployed", "planned"))
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+def image_specs(project: Project, services: tuple[ServiceConfig, ...], registry: str | None
+                ) -> dict[str, images.ImageSpec]:
+    specs = {}
+    for name in dict.fromkeys(s.image for s in services):
+        image = project.images[name]
+        repository = f"{registry}/{image.repository}" if registry else image.repository
+        specs[name] = images.ImageSpec(image.context, tags.validate_repository(repository), image.dockerfile,
+                                       image.build_args, image.target, image.platform)
+    return specs
+
+
+def routed_services(project: Project, cluster: Cluster, deployed: list[ReleasePlan], builtin: str
+                    ) -> list[fc.AgentService]:
+    """The AgentServices propeller must route to: every routed service of the project that runs in this cluster
+    after the deploy (so deploying dev alone keeps prod's routing)."""
+    routed = []
+    for plan in deployed:
+        service = plan.service
+        if not service.route:
+            continue
+        default = service.default and not (cluster.sandbox and builtin == "keep")
+        if not default and not service.task_types:
+            raise UserError(f"{project.path}: services.{service.id} is the default service but sandbox.builtin is "
+                            "keep, so it needs taskTypes to be routed: list them, or use --builtin replace")
+        routed.append(fc.AgentService(service.id, plan.endpoint, service.task_types, service.sync, default,
+                                      True, service.timeout))
+    return routed
+
+
+def plan(project: Project, cluster: Cluster, kube: Kube, helm: Helm, docker: Any,
+         services: tuple[ServiceConfig, ...], options: Options) -> DeployPlan:
+    specs = image_specs(project, services, cluster.registry)
+    build_options = images.Options(push=bool(cluster.registry), network_mode=options.network_mode,
+                                   ca_bundle=options.ca_bundle)
+    build_plan = images.plan(list(specs.values()), build_options, docker)
+    refs = {name: build_plan.images[i].ref for i, name in enumerate(specs)}
+    digest = chart_digest(project.chart)
+    chart = _chart_id(project.chart)
+    releases = [_release_plan(project, service, cluster, helm, refs[service.image], digest, chart)
+                for service in services]
+    # Services of the project that are installed but not part of this deploy keep their routing.
+    others = [s for s in project.services if s not in services and s.route]
+    existing = [_release_plan(project, s, cluster, helm, _running_image(helm, s, cluster), digest, chart)
+                for s in others if helm.current(s.id, cluster.namespace) is not None]
+    builtin = options.builtin or project.builtin
+    routed = routed_services(project, cluster, releases + existing, builtin)
+    preview = routing.apply_routing(kube, routed, namespace=cluster.target.namespace, flavor=cluster.target.flavor,
+                                    version=cluster.version, dry_run=True)
+    restart = preview.rollout.startswith("would restart")
+    return DeployPlan(cluster, build_plan, releases, routed, preview, restart, helm.version, project.chart)
+
+
+def _chart_id(chart: Path) -> str:
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    return f"{meta['name']}-{meta['version']}"
+
+
+def _running_image(helm: Helm, service: ServiceConfig, cluster: Cluster) -> str:
+    current = helm.current(service.id, cluster.namespace)
+    image = (current.values.get("image") or {}) if current else {}
+    return f"{image.get('repository', 'unknown')}:{image.get('tag', 'unknown')}"
+
+
+def _release_plan(project: Project, service: ServiceConfig, cluster: Cluster, helm: Helm, image_ref: str,
+                  digest: str, chart: str) -> ReleasePlan:
+    values = service_values(project, service, cluster, image_ref)
+    endpoint = fc.k8s_endpoint(fullname(service.id, values), cluster.namespace, grpc_port(values))
+    current = helm.current(service.id, cluster.namespace)
+    description = f"{DESCRIPTION_PREFIX}{digest}"
+    if current is None:
+        action, reason = "install", "no release"
+    elif current.status != "deployed":
+        action, reason = "upgrade", f"release status is {current.status}"
+    elif current.chart != chart:
+        action, reason = "upgrade", f"chart {current.chart} -> {chart}"
+    elif current.values != values:
+        action, reason = "upgrade", "values changed"
+    elif current.description != description:
+        action, reason = "upgrade", "chart content changed"
+    else:
+        action, reason = "unchanged", "chart and values as deployed"
+    diff = _values_diff(current.values if current else None, values) if action != "unchanged" else ""
+    return ReleasePlan(service, service.id, cluster.namespace, image_ref, values, endpoint, current, action, reason,
+                       diff, description)
+
+
+# ------------------------------------------------------------------------------------------------ verify
+
+def verify(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: list[fc.AgentService],
+           timeout: float, merged: dict | None = None, endpoints: dict[str, str] | None = None,
+           progress: Progress = _quiet) -> VerifyResult:
+    """Ask every service's ready pods (through the API server), or the given endpoints, what they serve; then
+    cross-check the serving against propeller's routing (`merged`: a config to check instead of the live one)."""
+    probes = {r.service.id: _probe_service(kube, r, timeout, (endpoints or {}).get(r.service.id), progress)
+              for r in releases}
+    served = {sid: {t for p in found for t in p.served} for sid, found in probes.items()}
+    findings: list[fc.LintFinding] = []
+    for release in releases:  # declared task types must be served, routed or not
+        missing = [t for t in release.service.task_types if t not in served[release.service.id]]
+        if probes[release.service.id] and all(p.ok for p in probes[release.service.id]) and missing:
+            findings.append(fc.LintFinding(
+                "declared-not-served", "error",
+                f"{release.service.id} does not serve task type(s) {', '.join(missing)} (it serves "
+                f"{', '.join(sorted(served[release.service.id])) or 'nothing'})",
+                f"add the agent to the image, or remove them from services.{release.service.id}.taskTypes"))
+    if merged is None:
+        merged = routing.read_config(kube, cluster.target).merged()
+    checked = [s for s in routed if s.id in served]
+    findings += fc.routing_check(merged, cluster.version, checked, served)
+    return VerifyResult(probes, findings)
+
+
+def _probe_service(kube: Kube, release: ReleasePlan, timeout: float, endpoint: str | None,
+                   progress: Progress) -> list[grpc_client.Probe]:
+    if endpoint:
+        return [_probe_until_serving(endpoint, timeout, f"--endpoint {endpoint}")]
+    deployment = _read_deployment(kube, release.namespace, fullname(release.release, release.values))
+    if deployment is None:
+        return [grpc_client.Probe(release.endpoint, None, error=f"Deployment {release.namespace}/"
+                                  f"{fullname(release.release, release.values)} does not exist")]
+    selector = deployment.spec.selector.match_labels or {}
+    found = []
+    for pod in grpc_client.ready_pods(kube.core, release.namespace, selector):
+        progress(f"verify {release.service.id}: pod {pod} through the API server")
+        with grpc_client.PodForward(kube.core, release.namespace, pod, grpc_port(release.values)) as forward:
+            found.append(_probe_until_serving(forward.address, timeout,
+                                              f"pod {release.namespace}/{pod} (port-forward)"))
+    return found
+
+
+def _probe_until_serving(address: str, timeout: float, via: str) -> grpc_client.Probe:
+    """A pod that just became ready may still be importing agents: ask again until SERVING or the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = grpc_client.probe(address, timeout=min(10.0, max(1.0, deadline - time.monotonic())), via=via)
+        if result.ok or time.monotonic() >= deadline:
+            return result
+        time.sleep(1)
+
+
+def _read_deployment(kube: Kube, namespace: str, name: str) -> Any:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return kube.apps.read_namespaced_deployment(name, namespace, _request_timeout=15)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+# ------------------------------------------------------------------------------------------------ apply
+
+@dataclass
+class _Undo:
+    """What this command changed, newest last, so a failure can put it back."""
+
+    releases: list[tuple[ReleasePlan, int | None]] = field(default_factory=list)  # (plan, previous revision)
+    routing_before: ConfigMapState | None = None
+
+    def run(self, kube: Kube, helm: Helm, cluster: Cluster, options: Options, progress: Progress) -> list[str]:
+        problems = []
+        if self.routing_before is not None:
+            progress("rollback: restoring propeller's routing")
+            try:
+                routing.restore_routing(kube, cluster.target, self.routing_before, options.rollout_timeout)
+            except FlyteAgentsError as err:
+                problems.append(f"routing: {err}")
+        for release, previous in reversed(self.releases):
+            try:
+                if previous is None:
+                    progress(f"rollback: uninstalling {release.release}")
+                    helm.uninstall(release.release, release.namespace, options.helm_timeout)
+                else:
+                    current = helm.current(release.release, release.namespace)
+                    if current is not None and current.revision != previous:
+                        progress(f"rollback: {release.release} back to revision {previous}")
+                        helm.rollback(release.release, release.namespace, previous, options.helm_timeout)
+            except FlyteAgentsError as err:
+                problems.append(f"{release.release}: {err}")
+        return problems
+
+
+def apply(deploy_plan: DeployPlan, project: Project, kube: Kube, helm: Helm, docker: Any, options: Options,
+          progress: Progress = _quiet, on_image_event: images.OnEvent = lambda _e: None,
+          before_write: Callable[[ConfigMapState], None] | None = None) -> DeployResult:
+    started = time.monotonic()
+    cluster = deploy_plan.cluster
+    built = images.apply(deploy_plan.images, docker, on_image_event)  # changes no cluster state: nothing to undo
+    undo = _Undo()
+    try:
+        upgraded = _apply_releases(deploy_plan, helm, options, undo, progress)
+        progress("verify: services over gRPC before touching propeller")
+        preview = deploy_plan.routing.plan.after if deploy_plan.routing.plan else None
+        checked = verify(kube, cluster, deploy_plan.releases, deploy_plan.routed, options.verify_timeout, preview,
+                         progress=progress)
+        _raise_if_failed(checked, "before routing")
+        undo.routing_before = kube.read_config_map(cluster.target.namespace, cluster.target.write_config_map)
+        progress("routing: writing propeller's config" if deploy_plan.routing_changes or deploy_plan.restart
+                 else "routing: unchanged")
+        result = routing.apply_routing(kube, deploy_plan.routed, namespace=cluster.target.namespace,
+                                       flavor=cluster.target.flavor, version=cluster.version,
+                                       timeout=options.rollout_timeout, before_write=before_write)
+        if result.restarted:
+            progress(f"propeller: {result.rollout}")
+        final = verify(kube, cluster, deploy_plan.releases, deploy_plan.routed, options.verify_timeout,
+                       progress=progress)
+        _raise_if_failed(final, "after routing")
+    except BaseException as err:  # noqa: BLE001 - Ctrl-C too: leave the cluster as it was
+        problems = undo.run(kube, helm, cluster, options, progress)
+        if problems and isinstance(err, FlyteAgentsError):
+            raise type(err)(f"{err}; rollback was incomplete ({'; '.join(problems)}): fix and run "
+                            "`flyte-agents undeploy` or deploy again") from None
+        if undo.releases or undo.routing_before is not None:
+            progress("rollback: done, the cluster is as it was before this command")
+        raise
+    summary = built.to_dict()
+    return DeployResult(deploy_plan, summary["builds"], summary["pushes"], upgraded, result.written,
+                        result.restarted, final, time.monotonic() - started)
+
+
+def _apply_releases(deploy_plan: DeployPlan, helm: Helm, options: Options, undo: _Undo,
+                    progress: Progress) -> list[str]:
+    upgraded = []
+    for release in deploy_plan.releases:
+        if release.action == "unchanged":
+            progress(f"helm: {release.release} unchanged (revision {release.current.revision})")
+            continue
+        helm.proceedable(release.release, release.namespace, options.helm_timeout)
+        current = helm.current(release.release, release.namespace)
+        undo.releases.append((release, current.revision if current else None))
+        progress(f"helm: {release.action} {release.release} ({release.reason}), waiting for it to be ready")
+        revision = helm.upgrade(release.release, deploy_plan.chart, release.values, release.namespace,
+                                options.helm_timeout, release.description)
+        progress(f"helm: {release.release} revision {revision.revision} {revision.status}")
+        upgraded.append(release.release)
+    return upgraded
+
+
+def _raise_if_failed(result: VerifyResult, when: str) -> None:
+    if not result.ok:
+        raise VerificationFailed(f"verification {when} failed: {' | '.join(result.errors)}")
+
+
+# ------------------------------------------------------------------------------------------------ undeploy, status
+
+@dataclass
+class UndeployResult:
+    uninstalled: list[str]
+    routing: routing.RoutingResult
+    dry_run: bool
+
+    def to_dict(self) -> dict:
+        return {"uninstalled": self.uninstalled, "dry_run": self.dry_run, "routing": self.routing.to_dict()}
+
+
+def undeploy(project: Project, cluster: Cluster, kube: Kube, helm: Helm, services: tuple[ServiceConfig, ...],
+             options: Options, dry_run: bool, progress: Progress = _quiet) -> UndeployResult:
+    """Remove the releases of `services` and exactly the routing the toolkit added for them."""
+    installed = [s for s in services if helm.current(s.id, cluster.namespace) is not None]
+    remaining = [s for s in project.services if s not in services and s.route
+                 and helm.current(s.id, cluster.namespace) is not None]
+    if remaining:  # other services of the project stay: route only them
+        digest, chart = chart_digest(project.chart), _chart_id(project.chart)
+        kept = [_release_plan(project, s, cluster, helm, _running_image(helm, s, cluster), digest, chart)
+                for s in remaining]
+        routed = routed_services(project, cluster, kept, options.builtin or project.builtin)
+        progress(f"routing: keeping {', '.join(s.id for s in routed)}")
+        result = routing.apply_routing(kube, routed, namespace=cluster.target.namespace,
+                                       flavor=cluster.target.flavor, version=cluster.version, dry_run=dry_run,
+                                       timeout=options.rollout_timeout)
+    else:
+        progress("routing: restoring propeller's config as it was before flyte-agents")
+        result = routing.remove_routing(kube, namespace=cluster.target.namespace, flavor=cluster.target.flavor,
+                                        dry_run=dry_run, timeout=options.rollout_timeout)
+    for service in installed:  # after the routing: propeller never points at a removed service
+        progress(f"helm: {'would uninstall' if dry_run else 'uninstalling'} {service.id}")
+        if not dry_run:
+            helm.uninstall(service.id, cluster.namespace, options.helm_timeout)
+    return UndeployResult([s.id for s in installed], result, dry_run)
+
+
+@dataclass
+class ServiceStatus:
+    service: str
+    environment: str
+    release: str
+    revision: int | None
+    status: str
+    image: str
+    ready: str
+    endpoint: str
+    routed: list[str]
+    drift: list[str]
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def status(deploy_plan: DeployPlan, kube: Kube) -> list[ServiceStatus]:
+    """One row per service: what runs, what propeller routes to it, and how it differs from the project file."""
+    merged = routing.read_config(kube, deploy_plan.cluster.target).merged()
+    view = fc.effective(merged).plugins[deploy_plan.cluster.naming.plugin]
+    routed = {s.id: s for s in deploy_plan.routed}
+    rows = []
+    images_by_ref = {i.ref: i for i in deploy_plan.images.images}
+    for release in deploy_plan.releases:
+        deployment = _read_deployment(kube, release.namespace, fullname(release.release, release.values))
+        running = deployment.spec.template.spec.containers[0].image if deployment else "-"
+        ready = (f"{deployment.status.ready_replicas or 0}/{deployment.spec.replicas}" if deployment else "-")
+        types = sorted(t for t, target in view.for_task_types.items() if target == release.service.id)
+        service = routed.get(release.service.id)
+        if service and service.default and view.default and view.default.endpoint == service.endpoint:
+            types = ["(default)"] + types
+        drift = [] if release.action == "unchanged" else [f"release: {release.reason}"]
+        image = images_by_ref.get(release.image)
+        if image is not None and (image.build or image.push):
+            drift.append(f"image {release.image} not {'built' if image.build else 'pushed'}")
+        if service and any(f.severity == "error" for f in fc.routing_check(
+                merged, deploy_plan.cluster.version, [service],
+                {service.id: set(service.task_types)})):
+            drift.append("routing differs")
+        rows.append(ServiceStatus(release.service.id, release.service.environment, release.release,
+                                  release.current.revision if release.current else None,
+                                  release.current.status if release.current else "not installed", running, ready,
+                                  release.endpoint, types, drift))
+    return rows
+
+
+def installed(project: Project, cluster: Cluster, helm: Helm, services: tuple[ServiceConfig, ...],
+              builtin: str) -> tuple[list[ReleasePlan], list[fc.AgentService]]:
+    """The installed releases of `services` (as they run) and the routing the project implies for the cluster."""
+    digest, chart = chart_digest(project.chart), _chart_id(project.chart)
+    everything = [_release_plan(project, s, cluster, helm, _running_image(helm, s, cluster), digest, chart)
+                  for s in project.services if helm.current(s.id, cluster.namespace) is not None]
+    chosen = [r for r in everything if r.service in services]
+    missing = [s.id for s in services if s.id not in {r.service.id for r in chosen}]
+    if missing:
+        raise UserError(f"service(s) {', '.join(missing)} are not installed in {cluster.namespace} (context "
+                        f"{cluster.context}): run `flyte-agents deploy` first")
+    return chosen, routed_services(project, cluster, everything, builtin)

@@ -1,0 +1,138 @@
+"""Thin synchronous facade over pyhelm3 (async), pinned to the same behaviour on helm 3 and helm 4.
+
+* The binary: `--helm PATH`, else $FA_HELM, else `helm` on PATH; checked before pyhelm3 asserts on it.
+* Roll back on failure: `--atomic` on helm 3, `--rollback-on-failure` on helm 4 (each major's own flag, so neither
+  prints a deprecation warning). Both imply waiting for the release's resources.
+* Never `disable_validation` (pyhelm3 splits that flag into characters: tooling §1.5), never `recreate_pods`
+  (gone in helm 4), never pyhelm3's list concatenation: the caller passes ONE values dict, merged with Helm's rules.
+* `proceedable` runs pyhelm3's get_proceedable_revision (un-sticks pending-install/upgrade/rollback releases).
+* Errors become HelmError with helm's own last `Error:` line.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import HelmError, UserError
+
+
+@dataclass(frozen=True)
+class Revision:
+    release: str
+    namespace: str
+    revision: int
+    status: str  # deployed, failed, pending-install, ...
+    chart: str  # name-version
+    description: str
+    values: dict  # user-supplied values
+
+    def to_dict(self) -> dict:
+        return {"release": self.release, "namespace": self.namespace, "revision": self.revision,
+                "status": self.status, "chart": self.chart, "description": self.description}
+
+
+def find_binary(explicit: str | None) -> str:
+    name = explicit or os.environ.get("FA_HELM") or "helm"
+    path = shutil.which(name) if os.sep not in name else (name if os.access(name, os.X_OK) else None)
+    if not path:
+        raise UserError(f"helm binary {name!r} not found or not executable: install helm 3 or 4, or pass --helm PATH")
+    return path
+
+
+def _message(err: Exception) -> str:
+    text = (getattr(err, "stderr", "") or str(err) or type(err).__name__)
+    text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    return (errors or lines or ["helm failed"])[-1][:600]
+
+
+class Helm:
+    def __init__(self, binary: str | None, kubeconfig: str, context: str | None) -> None:
+        import logging
+
+        import pyhelm3
+
+        # pyhelm3 logs every non-zero helm exit ("release: not found" is an answer here); errors reach the user
+        # as HelmError instead.
+        logging.getLogger("pyhelm3.command").setLevel(logging.CRITICAL)
+
+        path = find_binary(binary)
+        try:
+            self.client = pyhelm3.Client(executable=path, kubeconfig=Path(kubeconfig), kubecontext=context or None)
+        except Exception as err:  # noqa: BLE001 - version probe failed: not a helm binary
+            raise UserError(f"{path} --version failed ({_message(err)}): pass a helm 3 or 4 binary with --helm") \
+                from None
+        self.path = path
+        self.major = self.client.version.major
+        if self.major not in (3, 4):
+            raise UserError(f"helm {self.client.version} at {path} is not supported: use helm 3 or 4")
+
+    def _run(self, what: str, coro: Any) -> Any:
+        import pyhelm3.errors
+
+        try:
+            return asyncio.run(coro)
+        except pyhelm3.errors.Error as err:
+            raise HelmError(f"helm {what} failed: {_message(err)}") from None
+
+    @property
+    def version(self) -> str:
+        return str(self.client.version)
+
+    def current(self, release: str, namespace: str) -> Revision | None:
+        import pyhelm3.errors
+
+        async def get() -> Revision | None:
+            try:
+                revision = await self.client.get_current_revision(release, namespace=namespace)
+            except pyhelm3.errors.ReleaseNotFoundError:
+                return None
+            return await _revision(revision, namespace)
+
+        return self._run(f"status {release}", get())
+
+    def proceedable(self, release: str, namespace: str, timeout: str) -> None:
+        self._run(f"recovery of {release}", self.client.get_proceedable_revision(release, namespace=namespace,
+                                                                                timeout=timeout))
+
+    def upgrade(self, release: str, chart: Path, values: dict, namespace: str, timeout: str,
+                description: str) -> Revision:
+        async def install() -> Revision:
+            loaded = await self.client.get_chart(str(chart))
+            flag = {"atomic": True} if self.major == 3 else {"rollback_on_failure": True}
+            revision = await self.client.install_or_upgrade_release(
+                release, loaded, values, namespace=namespace, timeout=timeout, wait=True, cleanup_on_fail=True,
+                create_namespace=False, description=description, **flag)
+            return await _revision(revision, namespace)
+
+        return self._run(f"upgrade --install {release}", install())
+
+    def rollback(self, release: str, namespace: str, revision: int, timeout: str) -> None:
+        async def back() -> None:
+            current = await self.client.get_current_revision(release, namespace=namespace)
+            await current.release.rollback(revision, cleanup_on_fail=True, timeout=timeout, wait=True)
+
+        self._run(f"rollback {release} to revision {revision}", back())
+
+    def uninstall(self, release: str, namespace: str, timeout: str) -> None:
+        self._run(f"uninstall {release}", self.client.uninstall_release(release, namespace=namespace,
+                                                                        timeout=timeout, wait=True))
+
+    def releases(self, namespace: str) -> list[str]:
+        async def names() -> list[str]:
+            return [r.name for r in await self.client.list_releases(namespace=namespace)]
+
+        return self._run("list", names())
+
+
+async def _revision(revision: Any, namespace: str) -> Revision:
+    metadata = await revision.chart_metadata()
+    values = await revision.values()
+    status = revision.status.value if hasattr(revision.status, "value") else str(revision.status)
+    return Revision(revision.release.name, namespace, revision.revision, status,
+                    f"{metadata.name}-{metadata.version}", revision.description or "", values or {})
