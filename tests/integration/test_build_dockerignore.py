@@ -87,10 +87,15 @@ def test_pipeline_sends_what_the_docker_cli_sends(tmp_path, docker_client):
         result = images.apply(images.plan([spec], images.Options(), docker), docker)
         ours = files_in_image(docker_client, f"{repository}:{result.images[0].tag}", tmp_path)
         theirs = files_in_image(docker_client, f"{repository}:cli", tmp_path)
+        layers = [docker_client.images.get(ref).attrs["RootFS"]["Layers"]
+                  for ref in (f"{repository}:{result.images[0].tag}", f"{repository}:cli")]
     finally:
         remove_images(docker_client, repository)
 
     assert ours == theirs
+    # Byte-identical COPY layer: our labelled Dockerfile travelled under a hidden name the daemon removed, so the
+    # builder reused the layer `docker build` made (the user's own Dockerfile and all).
+    assert layers[0] == layers[1]
     # Spot checks of the rules that surprise people, so a shared misunderstanding cannot pass unnoticed.
     assert {"keep.log", "secret/public.pem", "dir/keep.txt", "docs/a/b/c.txt", "link", "empty"} <= ours
     assert not {"debug.log", "secret/key", "dir/drop.txt", "other/deep.txt", "docs/top.md", "#hash.txt",

@@ -150,7 +150,6 @@ def test_scan_sends_what_docker_sends(tmp_path):
     ctx = scan(tmp_path)
     assert ctx.paths() == [".dockerignore", "Dockerfile", "app.py", "empty", "pkg", "pkg/mod.py", "pkg/x.log",
                            "secret", "secret/public.pem"]
-    assert ctx.dockerfile == "Dockerfile"
 
 
 def test_excluded_directory_is_entered_only_for_a_pattern_naming_it(tmp_path):
@@ -172,7 +171,6 @@ def test_dockerfile_and_dockerignore_are_always_sent_but_not_digested_when_exclu
 def test_dockerfile_in_a_subdirectory_is_kept_when_its_directory_is_excluded(tmp_path):
     make_tree(tmp_path, {"docker/Dockerfile": "", ".dockerignore": "docker\n", "app.py": ""})
     ctx = scan(tmp_path, "docker/Dockerfile")
-    assert ctx.dockerfile == "docker/Dockerfile"
     assert "docker/Dockerfile" in ctx.paths()
 
 
@@ -202,23 +200,29 @@ def test_missing_context_or_dockerfile_is_a_user_error(tmp_path):
         t.scan_context(tmp_path, tmp_path / "Dockerfile")
 
 
-def test_dockerfile_outside_the_context_travels_under_a_hidden_name_the_daemon_removes(tmp_path):
-    context = make_tree(tmp_path / "ctx", {"app.py": "", ".dockerignore": "*.log\n"})
+def test_dockerfile_outside_the_context_is_digested_but_not_sent_by_the_scan(tmp_path):
+    context = make_tree(tmp_path / "ctx", {"app.py": ""})
     dockerfile = tmp_path / "elsewhere.Dockerfile"
     dockerfile.write_text("FROM scratch\n")
-    ctx = t.scan_context(context, dockerfile)
+    assert t.scan_context(context, dockerfile).paths() == ["app.py"]
+
+
+def test_the_dockerfile_to_build_travels_under_a_hidden_name_the_daemon_removes(tmp_path):
+    context = make_tree(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n", "app.py": "", ".dockerignore": "*.log\n"})
+    ctx = scan(context).with_dockerfile(b"FROM scratch\nLABEL a=b\n")
     assert ctx.dockerfile.startswith(".dockerfile.") and ctx.dockerfile in ctx.paths()
+    assert "Dockerfile" in ctx.paths()  # the user's own Dockerfile is still sent as it is, for COPY .
     ignore = next(e for e in ctx.entries if e.path == ".dockerignore")
     assert ignore.data.decode().splitlines() == ["*.log", "", ctx.dockerfile]
-    # Same Dockerfile bytes, same hidden name: repeated builds send identical contexts.
-    assert t.scan_context(context, dockerfile).dockerfile == ctx.dockerfile
+    hidden = next(e for e in ctx.entries if e.path == ctx.dockerfile)
+    assert hidden.data == b"FROM scratch\nLABEL a=b\n" and hidden.hashed is False
+    # Same bytes, same hidden name: repeated builds send identical contexts.
+    assert scan(context).with_dockerfile(b"FROM scratch\nLABEL a=b\n").dockerfile == ctx.dockerfile
 
 
-def test_outside_dockerfile_without_dockerignore_gets_one_that_removes_itself(tmp_path):
-    context = make_tree(tmp_path / "ctx", {"app.py": ""})
-    dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text("FROM scratch\n")
-    ctx = t.scan_context(context, dockerfile)
+def test_without_a_dockerignore_the_generated_one_removes_itself_too(tmp_path):
+    context = make_tree(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n", "app.py": ""})
+    ctx = scan(context).with_dockerfile(b"FROM scratch\n")
     ignore = next(e for e in ctx.entries if e.path == ".dockerignore")
     assert t.parse_dockerignore(ignore.data.decode()) == [".dockerignore", ctx.dockerfile]
     assert ignore.hashed is False
@@ -457,10 +461,3 @@ def test_add_labels_escapes_quotes_dollars_and_the_escape_character():
     assert t.add_labels('FROM a\n', {"k": 'a"b$c\\d'}).splitlines()[-1] == 'LABEL "k"="a\\"b\\$c\\\\d"'
     backtick = t.add_labels("# escape=`\nFROM a\n", {"k": 'a"b`'})
     assert backtick.splitlines()[-1] == 'LABEL "k"="a`"b``"'
-
-
-def test_with_data_replaces_the_dockerfile_entry_without_digesting_it(tree):
-    ctx = scan(tree).with_data("Dockerfile", b"FROM scratch\nLABEL a=b\n")
-    entry = next(e for e in ctx.entries if e.path == "Dockerfile")
-    assert entry.data == b"FROM scratch\nLABEL a=b\n" and entry.hashed is False
-    assert ctx.paths().count("Dockerfile") == 1

@@ -317,7 +317,7 @@ def _timed(ref: str, action: str, on_event: OnEvent, work: Callable[[], str]) ->
 def build_image(image: ImagePlan, options: Options, docker: DockerEngine, on_event: OnEvent) -> str:
     spec = image.spec
     labelled = tags.add_labels(spec.dockerfile_path.read_text(), labels(image), spec.target)
-    context = image.context.with_data(image.context.dockerfile, labelled.encode())
+    context = image.context.with_dockerfile(labelled.encode())
     with tempfile.TemporaryFile() as context_tar:
         tags.write_tar(context, context_tar)
         context_tar.seek(0)
