@@ -15,6 +15,7 @@ help:
 	@echo "make sandbox     apply the Flyte sandbox stand-in (FLYTE=1.15|1.16, default $(FLYTE))"
 	@echo "make test        venv + env + the whole test suite"
 	@echo "make unit        the tests that need no component"
+	@echo "make demo        sandbox stand-in + flyte-agents deploy --sandbox end to end, verified"
 
 venv: $(VENV)/.installed
 
@@ -44,6 +45,9 @@ test: venv env
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+demo: venv sandbox
+	hack/demo.sh
 
 clean:
 	rm -rf $(VENV) .dev build *.egg-info
