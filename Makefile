@@ -16,6 +16,7 @@ help:
 	@echo "make test        venv + env + the whole test suite"
 	@echo "make unit        the tests that need no component"
 	@echo "make demo        sandbox stand-in + flyte-agents deploy --sandbox end to end, verified"
+	@echo "make bench       no-op image build+push: flyte-agents vs docker build && docker push (BENCH_ARGS=...)"
 
 venv: $(VENV)/.installed
 
@@ -51,3 +52,6 @@ demo: venv sandbox
 
 clean:
 	rm -rf $(VENV) .dev build *.egg-info
+
+bench: venv env
+	. $(ENV_SH) && $(VENV)/bin/python bench/build_bench.py $(BENCH_ARGS)
