@@ -85,6 +85,20 @@ def test_unchanged_inputs_do_nothing_and_only_visible_changes_retag(tiny, reposi
     assert {tag, new_tag} <= set(registry_tags(repository))
 
 
+def test_sandbox_pushes_to_the_sandbox_registry_at_localhost_30000(tiny, registry, docker_client):
+    if registry != "127.0.0.1:30000":
+        pytest.skip(f"the sandbox registry is localhost:30000; this environment's is {registry}")
+    name = f"fa-test-{uuid.uuid4().hex[:10]}/tiny"
+    try:
+        run = run_cli("build", str(tiny), "--sandbox", "--name", name, "--platform", "linux/amd64", "-o", "json")
+    finally:
+        remove_images(docker_client, f"{images.SANDBOX_REGISTRY}/{name}")
+    assert run.code == 0, run.stderr
+    (image,) = run.json["images"]
+    assert image["repository"] == f"localhost:30000/{name}" and image["pushed"]
+    assert image["tag"] in registry_tags(f"{registry}/{name}")
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing(tiny, repository, docker_client):
     run = run_cli(*push_args(repository, tiny), "--dry-run")
     assert run.code == 0, run.stderr
@@ -239,8 +253,9 @@ def test_ca_bundle_is_staged_but_leaves_the_tag_alone(tiny, repository):
 
 def test_agent_image_builds_through_a_tls_intercepting_proxy_and_then_is_a_no_op(repository, docker_client,
                                                                                   tmp_path):
-    """The one real agent_image build (~45 s): pip reaches the index only because --ca-bundle stages the host's
-    CA bundle (TLS is re-signed by a proxy here), and the bundle stays out of the final image."""
+    """The one real agent_image build (~45 s uncached): pip reaches the index only because --ca-bundle stages the
+    host's CA bundle (TLS is re-signed by a proxy here; once the layers are in the Engine's cache, later runs reuse
+    them), and the bundle stays out of the final image."""
     context = REPO / "agent_image"
     if not (context / "Dockerfile").exists():
         pytest.skip("agent_image/ has not landed yet")
