@@ -47,8 +47,10 @@ def _message(err: Exception) -> str:
     text = (getattr(err, "stderr", "") or str(err) or type(err).__name__)
     text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    return (errors or lines or ["helm failed"])[-1][:600]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    # helm's error is its last `Error:` line plus the detail lines under it (e.g. which value broke the schema).
+    shown = lines[starts[-1]:] if starts else lines[-1:]
+    return " ".join(shown)[:600] or "helm failed"
 
 
 class Helm:

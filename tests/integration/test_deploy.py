@@ -1,0 +1,320 @@
+"""`flyte-agents deploy --sandbox | verify | status | undeploy` end to end against the sandbox stand-in.
+
+Real components only: the agent image is built from agent_image/ by the Docker Engine and pushed to the real
+registry, helm 3 and helm 4 install the chart into the kwok cluster, propeller's ConfigMap is written through the
+API server, and verify port-forwards through the API server to the real agent server: hack/agent_pods.py runs each
+agent pod's image and args as a container and points kwok's PortForward for that pod at it.
+
+The only injected fault is the concurrent ConfigMap writer of the 409 test (a real API server answers 409; the
+writer itself runs in-process between our read and our write, since no component writes on demand).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.conftest import free_port, require
+from tests.integration.build_support import REPO, run_cli
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.kube, pytest.mark.sandbox, pytest.mark.agent,
+              pytest.mark.timeout(900)]
+
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+NS = "flyte"
+DEMO = "flyte_agents_demo"
+
+
+def _load_pod_runner():
+    spec = importlib.util.spec_from_file_location("agent_pods", REPO / "hack" / "agent_pods.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="session")
+def image_repository(docker_client, registry, base_image) -> str:
+    """A repository of our own in the real registry, with the agent image built ONCE per session (not pushed: the
+    first deploy pushes it). Later deploys find it by its content tag."""
+    name = f"fa-deploy-{uuid.uuid4().hex[:8]}/agent"
+    result = run_cli("build", "agent_image", "--name", name, "--registry", "localhost:30000", "--network", "host",
+                     "--ca-bundle", HOST_CA_BUNDLE, "--output", "json")
+    if result.code != 0:
+        pytest.fail(f"building the agent image failed: {result.stderr[-3000:]}", pytrace=False)
+    yield name
+    for image in docker_client.images.list(name=f"localhost:30000/{name}"):
+        for tag in image.tags:
+            docker_client.images.remove(tag, noprune=True)
+
+
+def write_project(tmp_path: Path, repository: str, prod: dict | None = None, dev: dict | None = None,
+                  extra_dev_values: dict | None = None) -> Path:
+    dev_values = [str(REPO / "values/base.yaml"), str(REPO / "values/dev.yaml")]
+    if extra_dev_values is not None:
+        (tmp_path / "dev-extra.yaml").write_text(yaml.safe_dump(extra_dev_values))
+        dev_values.append(str(tmp_path / "dev-extra.yaml"))
+    doc = {
+        "apiVersion": "flyte-agents.dev/v1alpha1", "kind": "Project", "namespace": NS,
+        "chart": str(REPO / "charts/flyte-agent"),
+        "images": {"agent": {"context": str(REPO / "agent_image"), "repository": repository}},
+        "services": {
+            "demo-prod": {"environment": "prod", "image": "agent", "default": True, "taskTypes": [DEMO],
+                          "values": [str(REPO / "values/base.yaml"), str(REPO / "values/prod.yaml")],
+                          "sandboxValues": [str(REPO / "values/sandbox.yaml")], **(prod or {})},
+            "demo-dev": {"environment": "dev", "image": "agent", "taskTypes": [DEMO], "route": False,
+                         "values": dev_values, "sandboxValues": [str(REPO / "values/sandbox.yaml")], **(dev or {})},
+        },
+        "sandbox": {"builtin": "keep"},
+    }
+    path = tmp_path / "flyte-agents.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def pod_runner(kube_api, docker_client, sandbox):
+    """hack/agent_pods.py in a thread: every agent pod of namespace flyte answers through a real container."""
+    runner = _load_pod_runner().PodRunner(kube_api, docker_client, NS)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                runner.sync()
+            except Exception as err:  # noqa: BLE001 - pods come and go between list and create
+                errors.append(repr(err))
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield runner
+    stop.set()
+    thread.join(30)
+    runner.clean()
+
+
+def helm_binary(major: int) -> str:
+    path = os.environ.get(f"FA_HELM{major}", "")
+    if not os.access(path, os.X_OK):
+        require(f"helm {major}", f"FA_HELM{major}={path!r} is not an executable")
+    return path
+
+
+def deploy_cli(project: Path, helm: str, *args: str):
+    return run_cli("deploy", "--sandbox", "--project", str(project), "--helm", helm, "--network", "host",
+                   "--ca-bundle", HOST_CA_BUNDLE, "--verify-timeout", "90", *args)
+
+
+def snapshot(kube_api) -> dict:
+    """What a failed command must leave untouched: ConfigMaps byte for byte, objects, propeller's generation."""
+    core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+    policy = client.PolicyV1Api(kube_api)
+    net = client.NetworkingV1Api(kube_api)
+    return {
+        "configmaps": {c.metadata.name: (c.data, c.metadata.annotations)
+                       for c in core.list_namespaced_config_map(NS).items},
+        "objects": sorted(
+            [f"Deployment/{d.metadata.name}" for d in apps.list_namespaced_deployment(NS).items]
+            + [f"Service/{s.metadata.name}" for s in core.list_namespaced_service(NS).items]
+            + [f"Secret/{s.metadata.name}" for s in core.list_namespaced_secret(NS).items]
+            + [f"ServiceAccount/{s.metadata.name}" for s in core.list_namespaced_service_account(NS).items]
+            + [f"PDB/{p.metadata.name}" for p in policy.list_namespaced_pod_disruption_budget(NS).items]
+            + [f"NetworkPolicy/{p.metadata.name}" for p in net.list_namespaced_network_policy(NS).items]),
+        "propeller_generation": apps.read_namespaced_deployment("flyte-sandbox", NS).metadata.generation,
+    }
+
+
+def registry_has(registry: str, repository: str, tag: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD", headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+        return True
+    except urllib.error.HTTPError:
+        return False
+
+
+def routing_doc(kube_api) -> dict:
+    data = client.CoreV1Api(kube_api).read_namespaced_config_map("flyte-sandbox-extra-config", NS).data or {}
+    return yaml.safe_load(data.get("zz-flyte-agents.yaml", "{}") or "{}")
+
+
+# ------------------------------------------------------------------------------------------------ the happy path
+
+@pytest.mark.parametrize("sandbox, major", [("1.15", 3), ("1.16", 4)], indirect=["sandbox"],
+                         ids=["flyte1.15-helm3", "flyte1.16-helm4"])
+def test_deploy_redeploy_verify_status_undeploy(sandbox, major, kube_api, registry, image_repository, pod_runner,
+                                               tmp_path):
+    helm = helm_binary(major)
+    project = write_project(tmp_path, image_repository)
+    before = snapshot(kube_api)
+    apps = client.AppsV1Api(kube_api)
+
+    first = deploy_cli(project, helm, "--output", "json")
+    assert first.code == 0, first.stderr[-3000:]
+    result = first.json
+    ref = result["plan"]["images"]["images"][0]
+    assert ref["repository"] == f"localhost:30000/{image_repository}"
+    assert registry_has(registry, image_repository, ref["tag"])
+    assert sorted(result["helm_upgrades"]) == ["demo-dev", "demo-prod"]
+    for name in ("demo-prod", "demo-dev"):
+        deployment = apps.read_namespaced_deployment(name, NS)
+        available = {c.type: c.status for c in deployment.status.conditions}["Available"]
+        assert available == "True" and deployment.spec.template.spec.containers[0].image.endswith(ref["tag"])
+        assert deployment.spec.template.spec.containers[0].args[2] == ("agent" if sandbox == "1.15" else "connector")
+    plugin, key, section = (("agent-service", "agentForTaskTypes", "agents") if sandbox == "1.15" else
+                            ("connector-service", "connectorForTaskTypes", "connectors"))
+    routed = routing_doc(kube_api)["plugins"][plugin]
+    assert routed[key] == {DEMO: "demo-prod"}
+    assert routed[section]["demo-prod"]["endpoint"] == "k8s://demo-prod.flyte:8000"
+    assert "demo-dev" not in routed[section]  # route: false: deployed and verified, never routed
+    assert result["propeller_restarted"] is True
+    assert apps.read_namespaced_deployment("flyte-sandbox", NS).metadata.generation == \
+        before["propeller_generation"] + 1  # restarted exactly once
+    served = result["verify"]["services"]
+    assert result["verify"]["ok"] and DEMO in served["demo-prod"]["served"] and DEMO in served["demo-dev"]["served"]
+    assert all("port-forward" in p["via"] for s in served.values() for p in s["probes"])
+
+    generation = apps.read_namespaced_deployment("flyte-sandbox", NS).metadata.generation
+    second = deploy_cli(project, helm, "--output", "json")
+    assert second.code == 0, second.stderr[-3000:]
+    assert (second.json["builds"], second.json["pushes"], second.json["helm_upgrades"],
+            second.json["routing_written"], second.json["propeller_restarted"]) == (0, 0, [], False, False)
+    assert "nothing to do: 0 builds, 0 pushes, 0 helm upgrades, routing unchanged, 0 restarts" in second.stderr
+    assert apps.read_namespaced_deployment("flyte-sandbox", NS).metadata.generation == generation
+
+    checked = run_cli("verify", "--sandbox", "--project", str(project), "--helm", helm, "--output", "json")
+    assert checked.code == 0, checked.stderr[-2000:]
+    assert checked.json["ok"] and DEMO in checked.json["services"]["demo-prod"]["served"]
+
+    shown = run_cli("status", "--sandbox", "--project", str(project), "--helm", helm, "--output", "json")
+    assert shown.code == 0, shown.stderr[-2000:]
+    rows = {r["service"]: r for r in shown.json["services"]}
+    assert rows["demo-prod"]["revision"] == 1 and rows["demo-prod"]["ready"] == "1/1"
+    assert rows["demo-prod"]["routed"] == [DEMO] and rows["demo-dev"]["routed"] == []
+    assert rows["demo-prod"]["drift"] == [] and shown.json["routing_drift"] is False
+
+    removed = run_cli("undeploy", "--sandbox", "--project", str(project), "--helm", helm, "--output", "json")
+    assert removed.code == 0, removed.stderr[-2000:]
+    after = snapshot(kube_api)
+    assert after["configmaps"] == before["configmaps"]  # byte for byte, backup annotation gone
+    assert after["objects"] == before["objects"]
+
+
+# ------------------------------------------------------------------------------------------------ faults
+
+def _assert_unchanged(kube_api, before: dict, helm: str) -> None:
+    import subprocess
+
+    assert snapshot(kube_api) == before
+    listed = subprocess.run([helm, "list", "-n", NS, "-a", "-q"] if "v3" in helm else [helm, "list", "-n", NS, "-q"],
+                            capture_output=True, text=True)
+    assert listed.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
+def test_registry_down_changes_nothing(sandbox, kube_api, image_repository, tmp_path):
+    helm = helm_binary(4)
+    before = snapshot(kube_api)
+    result = deploy_cli(write_project(tmp_path, image_repository), helm, "--registry", f"127.0.0.1:{free_port()}")
+    assert result.code == 5, result.stderr
+    assert "does not answer" in result.error and "flytectl demo start" in result.error
+    _assert_unchanged(kube_api, before, helm)
+
+
+@pytest.mark.parametrize("sandbox, major", [("1.16", 3), ("1.16", 4)], indirect=["sandbox"],
+                         ids=["helm3", "helm4"])
+def test_helm_failure_from_a_bad_value_rolls_everything_back(sandbox, major, kube_api, image_repository,
+                                                            pod_runner, tmp_path):
+    helm = helm_binary(major)
+    before = snapshot(kube_api)
+    project = write_project(tmp_path, image_repository, extra_dev_values={"grpc": {"port": 99999}})
+    result = deploy_cli(project, helm)
+    assert result.code == 9, result.stderr[-2000:]
+    assert result.error.startswith("error: helm upgrade --install demo-dev failed") and "grpc" in result.error
+    assert "rollback: uninstalling demo-prod" in result.stderr  # prod was installed first, then removed again
+    _assert_unchanged(kube_api, before, helm)
+
+
+@pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
+def test_rollout_that_never_becomes_ready_rolls_everything_back(sandbox, kube_api, image_repository, pod_runner,
+                                                                tmp_path):
+    helm = helm_binary(4)
+    before = snapshot(kube_api)
+    project = write_project(tmp_path, image_repository,
+                            extra_dev_values={"podAnnotations": {"flyte-agents.dev/fault": "image-pull-backoff"}})
+    result = deploy_cli(project, helm, "--timeout", "20s")
+    assert result.code == 9, result.stderr[-2000:]
+    assert "demo-dev" in result.error
+    _assert_unchanged(kube_api, before, helm)
+
+
+@pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
+def test_agent_not_serving_a_routed_task_type_fails_before_propeller_is_touched(sandbox, kube_api, image_repository,
+                                                                                pod_runner, tmp_path):
+    helm = helm_binary(4)
+    before = snapshot(kube_api)
+    project = write_project(tmp_path, image_repository, prod={"taskTypes": [DEMO, "not_served_type"]})
+    result = deploy_cli(project, helm)
+    assert result.code == 11, result.stderr[-2000:]
+    assert "not_served_type" in result.error and "demo-prod" in result.error
+    assert "routing: writing" not in result.stderr
+    _assert_unchanged(kube_api, before, helm)
+
+
+@pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
+def test_conflicts_on_the_configmap_roll_the_releases_back(sandbox, kube_api, image_repository, pod_runner,
+                                                           tmp_path, docker_client):
+    from flyte_agents import deploy as dp
+    from flyte_agents.docker_adapter import DockerEngine
+    from flyte_agents.errors import ConflictError
+    from flyte_agents.helm import Helm
+    from flyte_agents.project import load
+    from flyte_agents.sandbox import detect_sandbox
+
+    helm_path = helm_binary(4)
+    project = load(write_project(tmp_path, image_repository))
+    cluster, kube = detect_sandbox(os.environ["KUBECONFIG"])
+    helm = Helm(helm_path, cluster.kubeconfig, cluster.context)
+    docker = DockerEngine.connect()
+    options = dp.Options(verify_timeout=90)
+    deploy_plan = dp.plan(project, cluster, kube, helm, docker, project.services, options)
+    before = snapshot(kube_api)
+    core = client.CoreV1Api(kube_api)
+
+    def concurrent_writer(_state) -> None:
+        """Another writer touches the ConfigMap between our read and our write, every time (net: no change)."""
+        for value in ("1", None):
+            core.patch_namespaced_config_map("flyte-sandbox-extra-config", NS,
+                                             {"metadata": {"annotations": {"test/other-writer": value}}})
+
+    with pytest.raises(ConflictError, match="kept changing"):
+        dp.apply(deploy_plan, project, kube, helm, docker, options, before_write=concurrent_writer)
+    _assert_unchanged(kube_api, before, helm_path)
+
+
+# ------------------------------------------------------------------------------------------------ detection
+
+def test_sandbox_not_running_is_one_line_with_the_fix(tmp_path):
+    empty = tmp_path / "kubeconfig"
+    empty.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "clusters": [], "contexts": [],
+                                     "users": []}))
+    result = run_cli("deploy", "--sandbox", "--kubeconfig", str(empty), "--dry-run")
+    assert result.code == 2
+    assert result.error == (f"error: the Flyte sandbox is not running (no kube context flyte-sandbox in {empty}): "
+                            "start it with `flytectl demo start`")
+    assert "Traceback" not in result.stderr
