@@ -100,10 +100,10 @@ def test_pipeline_sends_what_the_docker_cli_sends(tmp_path, docker_client):
     assert {"keep.log", "secret/public.pem", "dir/keep.txt", "docs/a/b/c.txt", "link", "empty"} <= ours
     assert not {"debug.log", "secret/key", "dir/drop.txt", "other/deep.txt", "docs/top.md", "#hash.txt",
                 "space name.txt", "[x].txt", ".dockerignore"} & ours
-    # The digest covers exactly what the image can see (the Dockerfile is digested on its own; a directory that
-    # is only sent for a re-included file inside it, like dir/, exists by implication of that file's path).
+    # The digest covers exactly what the image can see (a directory that is only sent for a re-included file
+    # inside it, like dir/, exists by implication of that file's path).
     scanned = image_tags.scan_context(context, context / "Dockerfile")
     digested = {e.path for e in scanned.entries if e.hashed}
     implied = {"/".join(path.split("/")[:i]) for path in digested for i in range(1, path.count("/") + 1)}
-    assert digested | implied == ours - {"Dockerfile"}
+    assert digested | implied == ours
     assert "dir" in implied - digested

@@ -207,6 +207,24 @@ def test_dockerfile_outside_the_context_is_digested_but_not_sent_by_the_scan(tmp
     assert t.scan_context(context, dockerfile).paths() == ["app.py"]
 
 
+def test_a_dockerfile_copy_can_see_is_part_of_the_context_digest(tmp_path):
+    inside = make_tree(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nCOPY . /\n", "app.py": ""})
+    outside = tmp_path / "Dockerfile"
+    outside.write_text("FROM scratch\nCOPY . /\n")
+    data = outside.read_bytes()
+
+    def digest(dockerfile):
+        return t.content_digest(t.scan_context(inside, dockerfile), data, {})
+
+    visible = digest(inside / "Dockerfile")
+    (inside / "Dockerfile").unlink()
+    moved_out = digest(outside)
+    assert moved_out != visible  # `COPY .` no longer copies a Dockerfile into the image
+    (inside / "Dockerfile").write_bytes(data)
+    (inside / ".dockerignore").write_text(".dockerignore\nDockerfile\n")
+    assert digest(inside / "Dockerfile") == moved_out  # excluded, the daemon drops it: as if it lived elsewhere
+
+
 def test_the_dockerfile_to_build_travels_under_a_hidden_name_the_daemon_removes(tmp_path):
     context = make_tree(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n", "app.py": "", ".dockerignore": "*.log\n"})
     ctx = scan(context).with_dockerfile(b"FROM scratch\nLABEL a=b\n")

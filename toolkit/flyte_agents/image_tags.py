@@ -308,9 +308,8 @@ def scan_context(root: Path, dockerfile: Path) -> BuildContext:
 
 
 def _hashed_unless_daemon_drops(entry: ContextEntry, original: IgnoreMatcher, dockerfile: str | None) -> ContextEntry:
-    # ... and the daemon then deletes a self-excluded .dockerignore/Dockerfile before any COPY can see it. The
-    # Dockerfile's bytes are digested on their own, so its context entry never is.
-    if entry.path == dockerfile or (entry.path == DOCKERIGNORE and original.excluded(DOCKERIGNORE)):
+    # ... and the daemon then deletes an excluded .dockerignore/Dockerfile before any COPY can see it.
+    if entry.path in (DOCKERIGNORE, dockerfile) and original.excluded(entry.path):
         return replace(entry, hashed=False)
     return entry
 
