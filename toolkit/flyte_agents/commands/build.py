@@ -228,7 +228,7 @@ def build(contexts, dockerfile, name, registry, push, sandbox, side_load, sandbo
         raise UserError("--push needs a registry: pass --registry HOST[:PORT][/NAMESPACE] (or --sandbox)")
     options = images.Options(push=push, side_load=sandbox_container if side_load else None, git_prefix=git_prefix,
                              ca_bundle=ca_bundle, offline=offline, network_mode=network_mode)
-    err = Console(stderr=True, soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
     docker = DockerEngine.connect()
     build_plan = images.plan(specs, options, docker)
     if dry_run:
