@@ -73,7 +73,7 @@ class Reporter:
             return
         self.step_lines.append(line)
         if self.verbose:
-            self.console.print(f"    {escape(line)}", highlight=False)
+            self.console.print(f"    {escape(line)}")
         elif self.status is not None:
             self._live(line[:100])
 
@@ -85,13 +85,13 @@ class Reporter:
             self.console.print(f"[red]{where} failed after {time.monotonic() - self.step_started:.1f}s; "
                                f"its last {len(shown)} output lines:[/]")
             for line in shown:
-                self.console.print(f"    {escape(line)}", highlight=False)
+                self.console.print(f"    {escape(line)}")
 
     def _push(self, progress: PushProgress) -> None:
         if progress.status != self.layers.get(progress.layer):
             self.layers[progress.layer] = progress.status
             if self.verbose:
-                self.console.print(f"    layer {progress.layer}: {progress.status}", highlight=False)
+                self.console.print(f"    layer {progress.layer}: {progress.status}")
         if progress.total:
             self._live(f"layer {progress.layer}: {(progress.current or 0) >> 20}/{progress.total >> 20} MiB")
 
