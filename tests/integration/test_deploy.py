@@ -208,6 +208,17 @@ def test_deploy_redeploy_verify_status_undeploy(sandbox, major, kube_api, regist
     assert rows["demo-prod"]["routed"] == [DEMO] and rows["demo-dev"]["routed"] == []
     assert rows["demo-prod"]["drift"] == [] and shown.json["routing_drift"] is False
 
+    # Someone re-routes the task type by hand: verify names the conflict and the fix.
+    core = client.CoreV1Api(kube_api)
+    edited = routing_doc(kube_api)
+    edited["plugins"][plugin][key][DEMO] = "someone-else"
+    core.patch_namespaced_config_map("flyte-sandbox-extra-config", NS,
+                                     {"data": {"zz-flyte-agents.yaml": yaml.safe_dump(edited)}})
+    misrouted = run_cli("verify", "--sandbox", "--project", str(project), "--helm", helm)
+    assert misrouted.code == 11
+    assert f"task type {DEMO} is served by demo-prod but propeller routes it to someone-else" in misrouted.error
+    assert "run `flyte-agents deploy`" in misrouted.error
+
     removed = run_cli("undeploy", "--sandbox", "--project", str(project), "--helm", helm, "--output", "json")
     assert removed.code == 0, removed.stderr[-2000:]
     after = snapshot(kube_api)
