@@ -5,6 +5,7 @@ Outside CI a missing component skips the test with a reason naming the make targ
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -156,8 +157,18 @@ def kubectl_path() -> str:
     return os.environ.get("FA_KUBECTL") or shutil.which("kubectl") or "kubectl"
 
 
+@pytest.fixture(scope="session")
+def sandbox_lock():
+    """There is one stand-in (namespace flyte) per cluster: a second pytest run on the machine waits for this one."""
+    path = Path(os.environ.get("FA_STATE_DIR", "/tmp/flyte-agents-env")) / "sandbox.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture
-def sandbox(request, kube_api):
+def sandbox(request, kube_api, sandbox_lock):
     """The Flyte sandbox stand-in, freshly reset. Parametrize indirectly with "1.15" or "1.16" (default 1.16)."""
     flyte = getattr(request, "param", "1.16")
     proc = subprocess.run([sys.executable, str(REPO / "hack" / "standin.py"), "reset", "--flyte", flyte],
