@@ -62,6 +62,10 @@ def add_context() -> None:
 
 
 def up(flyte: str) -> None:
+    others = [v["svc"] for k, v in FLAVORS.items() if k != flyte]
+    if any(kubectl("-n", NAMESPACE, "get", "deployment", svc, check=False).returncode == 0 for svc in others):
+        print(f"standin: replacing the stand-in of another Flyte version with Flyte {FLAVORS[flyte]['version']}")
+        delete_namespace()
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=flyte-sandbox", "-f", "-",
             stdin=render(flyte))
     if kubectl("config", "get-contexts", CONTEXT, check=False).returncode != 0:
