@@ -16,7 +16,7 @@ help:
 	@echo "make test        venv + env + the whole test suite"
 	@echo "make unit        the tests that need no component"
 	@echo "make demo        sandbox stand-in + flyte-agents deploy --sandbox end to end, verified"
-	@echo "make bench       no-op image build+push: flyte-agents vs docker build && docker push (BENCH_ARGS=...)"
+	@echo "make bench       deploy loop vs the manual script, CLI start-up, no-op build+push (BENCH_ARGS=...)"
 
 venv: $(VENV)/.installed
 
@@ -54,4 +54,4 @@ clean:
 	rm -rf $(VENV) .dev build *.egg-info
 
 bench: venv env
-	. $(ENV_SH) && $(VENV)/bin/python bench/build_bench.py $(BENCH_ARGS)
+	. $(ENV_SH) && $(VENV)/bin/python bench/run.py $(BENCH_ARGS)

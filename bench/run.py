@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""`make bench`: the deploy loop and the no-op image build, one table of medians and ratios.
+
+bench/deploy_bench.py and bench/build_bench.py measure; this prints. Options of both apply
+(BENCH_ARGS="--noop-rounds 9 --code-rounds 1 ..."); --only picks one of them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import build_bench  # noqa: E402
+import deploy_bench  # noqa: E402
+from common import print_table  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["deploy", "build"])
+    deploy_bench.add_arguments(parser)
+    build_bench.add_arguments(parser)
+    args = parser.parse_args()
+    rows = []
+    if args.only != "build":
+        rows += deploy_bench.measure(args)
+    if args.only != "deploy":
+        rows += build_bench.measure(args)
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
