@@ -58,7 +58,8 @@ def image_repository(docker_client, registry, base_image) -> str:
 
 
 def write_project(tmp_path: Path, repository: str, prod: dict | None = None, dev: dict | None = None,
-                  extra_dev_values: dict | None = None) -> Path:
+                  extra_dev_values: dict | None = None, omit: tuple[str, ...] = ()) -> Path:
+    """The repository's example project on `repository`; `omit` drops fields such as "demo-prod.taskTypes"."""
     dev_values = [str(REPO / "values/base.yaml"), str(REPO / "values/dev.yaml")]
     if extra_dev_values is not None:
         (tmp_path / "dev-extra.yaml").write_text(yaml.safe_dump(extra_dev_values))
@@ -76,6 +77,9 @@ def write_project(tmp_path: Path, repository: str, prod: dict | None = None, dev
         },
         "sandbox": {"builtin": "keep"},
     }
+    for field in omit:
+        service, key = field.split(".")
+        del doc["services"][service][key]
     path = tmp_path / "flyte-agents.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -224,6 +228,49 @@ def test_deploy_redeploy_verify_status_undeploy(sandbox, major, kube_api, regist
     after = snapshot(kube_api)
     assert after["configmaps"] == before["configmaps"]  # byte for byte, backup annotation gone
     assert after["objects"] == before["objects"]
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+@pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
+def test_task_types_omitted_are_discovered_from_the_image(sandbox, kube_api, image_repository, pod_runner, tmp_path):
+    helm = helm_binary(4)
+    project = write_project(tmp_path, image_repository, omit=("demo-prod.taskTypes",))
+    before = snapshot(kube_api)
+
+    planned = deploy_cli(project, helm, "--dry-run")
+    assert planned.code == 0, planned.stderr[-2000:]
+    assert "task types of demo-prod: discovered at deploy time from its pods" in planned.stdout
+    assert "routed now: nothing" in planned.stdout
+    assert snapshot(kube_api) == before
+
+    first = deploy_cli(project, helm, "--output", "json")
+    assert first.code == 0, first.stderr[-3000:]
+    assert f"discover demo-prod: ListAgents serves {DEMO}" in first.stderr
+    assert first.json["routed"] == {"demo-prod": [DEMO]}  # sensor and webhook stay with the built-in service
+    routed = routing_doc(kube_api)["plugins"]["connector-service"]
+    assert routed["connectorForTaskTypes"] == {DEMO: "demo-prod"}
+    assert routed["connectors"]["demo-prod"]["endpoint"] == "k8s://demo-prod.flyte:8000"
+    assert first.json["propeller_restarted"] is True
+
+    second = deploy_cli(project, helm, "--output", "json")
+    assert second.code == 0, second.stderr[-3000:]
+    assert (second.json["helm_upgrades"], second.json["routing_written"], second.json["propeller_restarted"]) == \
+        ([], False, False)
+    assert second.json["plan"]["routing"]["discovered_at_deploy"] == {"demo-prod": [DEMO]}
+
+    checked = run_cli("verify", "--sandbox", "--project", str(project), "--helm", helm, "--output", "json")
+    assert checked.code == 0, checked.stderr[-2000:]
+    assert checked.json["ok"] and checked.json["findings"] == []
+    shown = run_cli("status", "--sandbox", "--project", str(project), "--helm", helm, "--output", "json")
+    assert shown.code == 0, shown.stderr[-2000:]
+    rows = {r["service"]: r for r in shown.json["services"]}
+    assert rows["demo-prod"]["routed"] == [DEMO] and rows["demo-prod"]["drift"] == []
+    assert shown.json["routing_drift"] is False
+
+    removed = run_cli("undeploy", "--sandbox", "--project", str(project), "--helm", helm)
+    assert removed.code == 0, removed.stderr[-2000:]
+    assert snapshot(kube_api)["configmaps"] == before["configmaps"]
 
 
 # ------------------------------------------------------------------------------------------------ faults

@@ -539,3 +539,34 @@ def test_chart_defaults_by_version():
     assert fc.chart_default_endpoint(fc.CONNECTOR_NAMING, V("1.16.0")) == "k8s://flyteconnector.flyte:8000"
     assert "echo" not in fc.chart_default_task_plugins(V("1.13.0"))["enabled-plugins"]
     assert fc.chart_default_task_plugins(V("1.16.0"))["enabled-plugins"][3] == "connector-service"
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+@pytest.mark.parametrize("pods, routed, sync, builtin", [
+    # flytekit's server lists the demo agent next to its built-ins: only the demo type is routed
+    ([[("flyte_agents_demo", False), ("sensor", False), ("webhook", True)]], ("flyte_agents_demo",), (),
+     ("sensor", "webhook")),
+    # a sync agent's type is marked sync
+    ([[("my_sync", True), ("b_async", False), ("webhook", True)]], ("b_async", "my_sync"), ("my_sync",),
+     ("webhook",)),
+    # two pods mid-rollout: only what both serve
+    ([[("a", False), ("b", False)], [("a", False)]], ("a",), (), ()),
+    # only built-ins, or no pod: nothing to route
+    ([[("sensor", False), ("webhook", True)]], (), (), ("sensor", "webhook")),
+    ([], (), (), ()),
+], ids=["builtins-excluded", "sync-marked", "every-pod", "only-builtins", "no-pods"])
+def test_discovered_task_types_selection(pods, routed, sync, builtin):
+    found = fc.discover_task_types(pods)
+    assert (found.task_types, found.sync_task_types, found.builtin) == (routed, sync, builtin)
+
+
+@pytest.mark.parametrize("version, pinned", [(v, v in AGENT_VERSIONS) for v in ALL_VERSIONS])
+def test_discovered_sync_types_of_an_async_service_are_not_pinned_from_1_16(version, pinned):
+    mixed = svc("mixed", ("async_task", "sync_task"), sync_task_types=("sync_task",))
+    plan = fc.plan_routing(sandbox_config("1.16"), V(version), [mixed])
+    pins = plan.content["plugins"][fc.naming_for(V(version)).plugin][fc.naming_for(V(version)).for_task_types_key]
+    assert pins == ({"async_task": "mixed", "sync_task": "mixed"} if pinned else {"async_task": "mixed"})
+    served = {"mixed": {"async_task", "sync_task"}}
+    assert fc.routing_check(plan.after, V(version), [mixed], served) == []
+    assert fc.pinned_task_types(plan.after, V(version))["mixed"] == tuple(sorted(pins))

@@ -83,3 +83,21 @@ def test_cli_reports_a_bad_project_file_in_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith(f"error: {bad} at line 4 is not valid YAML")
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_a_routed_service_without_task_types_discovers_them():
+    doc = _with("services.demo-dev.taskTypes", _DELETE)
+    doc["services"]["demo-dev"]["route"] = True
+    del doc["services"]["demo-prod"]["taskTypes"]
+    prod, dev = parse(doc, REPO / "flyte-agents.yaml").services
+    assert (dev.discover, dev.task_types, prod.discover) == (True, (), True)
+    unrouted = _with("services.demo-dev.taskTypes", _DELETE)
+    assert parse(unrouted, REPO / "flyte-agents.yaml").services[1].discover is False  # nothing to route
+
+
+def test_an_empty_task_type_list_says_how_to_discover():
+    doc = _with("services.demo-dev.taskTypes", [])
+    doc["services"]["demo-dev"]["route"] = True
+    with pytest.raises(UserError, match=r"services.demo-dev.taskTypes is empty: list the task types it serves, or "
+                                        "omit taskTypes to discover them"):
+        parse(doc, REPO / "flyte-agents.yaml")

@@ -2,9 +2,10 @@
 
     plan   -> images to build/push (content tags), per release install/upgrade/unchanged with a values diff,
               the routing plan (a server-side dry run) and whether propeller must restart
-    apply  -> build/push -> helm upgrade --install each changed release (atomic) -> verify every service over
-              gRPC BEFORE propeller is touched -> write routing, restart propeller if its config changed ->
-              verify again against the live routing
+    apply  -> build/push -> helm upgrade --install each changed release (atomic) -> ask every service over
+              gRPC BEFORE propeller is touched (health, ListAgents: the task types of a service without taskTypes
+              are discovered here) -> write routing, restart propeller if its config changed -> verify again
+              against the live routing
     undo   -> any failure (or Ctrl-C) after the first cluster change rolls back what this command did: new
               releases are uninstalled, upgraded ones rolled back to their previous revision, the routing key
               restored; so a failed deploy leaves the cluster as it found it.
@@ -87,6 +88,16 @@ class DeployPlan:
     restart: bool
     helm_version: str
     chart: Path
+    deployed: list[ReleasePlan]  # releases plus the project's other installed services: what gets routed
+    builtin: str
+    known: dict[str, fc.DiscoveredTypes]  # service id -> the task types propeller pins to it now
+
+    @property
+    def discover(self) -> dict[str, tuple[str, ...]]:
+        """Services of this deploy whose task types the image tells at deploy time -> what is routed to them now
+        (the plan uses that; a new image may serve other types)."""
+        return {r.service.id: self.known[r.service.id].task_types if r.service.id in self.known else ()
+                for r in self.releases if discovers(r.service, self.cluster, self.builtin)}
 
     @property
     def routing_changes(self) -> bool:
@@ -95,12 +106,14 @@ class DeployPlan:
     @property
     def nothing_to_do(self) -> bool:
         return not (any(i.build or i.push for i in self.images.images)
-                    or any(r.action != "unchanged" for r in self.releases) or self.routing_changes or self.restart)
+                    or any(r.action != "unchanged" for r in self.releases) or self.routing_changes or self.restart
+                    or not all(self.discover.values()))
 
     def to_dict(self) -> dict:
         return {"cluster": self.cluster.to_dict(), "helm": self.helm_version, "images": self.images.to_dict(),
                 "releases": [r.to_dict() for r in self.releases],
                 "routing": {"services": [s.id for s in self.routed], "changes": self.routing_changes,
+                            "discovered_at_deploy": {k: list(v) for k, v in self.discover.items()},
                             "plan": self.routing.plan.to_dict() if self.routing.plan else None,
                             "diff": self.routing.plan.effective_diff() if self.routing.plan else ""},
                 "restart_propeller": self.restart, "nothing_to_do": self.nothing_to_do}
@@ -135,6 +148,7 @@ class VerifyResult:
 @dataclass
 class DeployResult:
     plan: DeployPlan
+    routed: list[fc.AgentService]  # the plan's, with the task types discovered from the new pods
     built: int
     pushed: int
     upgraded: list[str]
@@ -147,6 +161,7 @@ class DeployResult:
         return {"plan": self.plan.to_dict(), "builds": self.built, "pushes": self.pushed,
                 "helm_upgrades": self.upgraded, "routing_written": self.routing_written,
                 "propeller_restarted": self.restarted, "verify": self.verify.to_dict(),
+                "routed": {s.id: list(s.task_types) for s in self.routed},
                 "seconds": round(self.seconds, 1)}
 
 
@@ -203,22 +218,45 @@ def image_specs(project: Project, services: tuple[ServiceConfig, ...], registry:
     return specs
 
 
-def routed_services(project: Project, cluster: Cluster, deployed: list[ReleasePlan], builtin: str
-                    ) -> list[fc.AgentService]:
+def _acts_as_default(service: ServiceConfig, cluster: Cluster, builtin: str) -> bool:
+    return service.default and not (cluster.sandbox and builtin == "keep")
+
+
+def discovers(service: ServiceConfig, cluster: Cluster, builtin: str) -> bool:
+    """A routed service without taskTypes that is not propeller's default needs its task types from its image."""
+    return service.discover and not _acts_as_default(service, cluster, builtin)
+
+
+def routed_services(project: Project, cluster: Cluster, deployed: list[ReleasePlan], builtin: str,
+                    discovered: dict[str, fc.DiscoveredTypes]) -> list[fc.AgentService]:
     """The AgentServices propeller must route to: every routed service of the project that runs in this cluster
-    after the deploy (so deploying dev alone keeps prod's routing)."""
+    after the deploy (so deploying dev alone keeps prod's routing). A service without taskTypes gets its
+    `discovered` ones; without any yet (its image has not run) it is left out until the deploy asks its pods."""
     routed = []
     for plan in deployed:
         service = plan.service
         if not service.route:
             continue
-        default = service.default and not (cluster.sandbox and builtin == "keep")
-        if not default and not service.task_types:
+        default = _acts_as_default(service, cluster, builtin)
+        found = fc.DiscoveredTypes(service.task_types, (), ())
+        if discovers(service, cluster, builtin):
+            found = discovered.get(service.id, fc.DiscoveredTypes((), (), ()))
+            if not found.task_types:
+                continue
+        if not default and not found.task_types:
             raise UserError(f"{project.path}: services.{service.id} is the default service but sandbox.builtin is "
-                            "keep, so it needs taskTypes to be routed: list them, or use --builtin replace")
-        routed.append(fc.AgentService(service.id, plan.endpoint, service.task_types, service.sync, default,
-                                      True, service.timeout))
+                            "keep, so it needs taskTypes to be routed: list them, omit taskTypes to discover them, "
+                            "or use --builtin replace")
+        routed.append(fc.AgentService(service.id, plan.endpoint, found.task_types, service.sync, default, True,
+                                      service.timeout, found.sync_task_types))
     return routed
+
+
+def pinned(kube: Kube, cluster: Cluster) -> dict[str, fc.DiscoveredTypes]:
+    """What earlier deploys discovered, as propeller's live routing pins it (service id -> task types)."""
+    merged = routing.read_config(kube, cluster.target).merged()
+    return {sid: fc.DiscoveredTypes(types, (), ())
+            for sid, types in fc.pinned_task_types(merged, cluster.version).items()}
 
 
 def plan(project: Project, cluster: Cluster, kube: Kube, helm: Helm, docker: Any,
@@ -237,11 +275,20 @@ def plan(project: Project, cluster: Cluster, kube: Kube, helm: Helm, docker: Any
     existing = [_release_plan(project, s, cluster, helm, _running_image(helm, s, cluster), digest, chart)
                 for s in others if helm.current(s.id, cluster.namespace) is not None]
     builtin = options.builtin or project.builtin
-    routed = routed_services(project, cluster, releases + existing, builtin)
-    preview = routing.apply_routing(kube, routed, namespace=cluster.target.namespace, flavor=cluster.target.flavor,
-                                    version=cluster.version, dry_run=True)
-    restart = preview.rollout.startswith("would restart")
-    return DeployPlan(cluster, build_plan, releases, routed, preview, restart, helm.version, project.chart)
+    known = pinned(kube, cluster)
+    routed = routed_services(project, cluster, releases + existing, builtin, known)
+    preview = _preview(kube, cluster, routed)
+    return DeployPlan(cluster, build_plan, releases, routed, preview, _restarts(preview), helm.version,
+                      project.chart, releases + existing, builtin, known)
+
+
+def _preview(kube: Kube, cluster: Cluster, routed: list[fc.AgentService]) -> routing.RoutingResult:
+    return routing.apply_routing(kube, routed, namespace=cluster.target.namespace, flavor=cluster.target.flavor,
+                                 version=cluster.version, dry_run=True)
+
+
+def _restarts(preview: routing.RoutingResult) -> bool:
+    return preview.rollout.startswith("would restart")
 
 
 def _chart_id(chart: Path) -> str:
@@ -285,8 +332,19 @@ def verify(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: li
            progress: Progress = _quiet) -> VerifyResult:
     """Ask every service's ready pods (through the API server), or the given endpoints, what they serve; then
     cross-check the serving against propeller's routing (`merged`: a config to check instead of the live one)."""
-    probes = {r.service.id: _probe_service(kube, r, timeout, (endpoints or {}).get(r.service.id), progress)
-              for r in releases}
+    return check(kube, cluster, releases, routed, probe_services(kube, releases, timeout, endpoints, progress),
+                 merged)
+
+
+def probe_services(kube: Kube, releases: list[ReleasePlan], timeout: float,
+                   endpoints: dict[str, str] | None = None, progress: Progress = _quiet
+                   ) -> dict[str, list[grpc_client.Probe]]:
+    return {r.service.id: _probe_service(kube, r, timeout, (endpoints or {}).get(r.service.id), progress)
+            for r in releases}
+
+
+def check(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: list[fc.AgentService],
+          probes: dict[str, list[grpc_client.Probe]], merged: dict | None = None) -> VerifyResult:
     served = {sid: {t for p in found for t in p.served} for sid, found in probes.items()}
     findings: list[fc.LintFinding] = []
     for release in releases:  # declared task types must be served, routed or not
@@ -385,20 +443,21 @@ def apply(deploy_plan: DeployPlan, project: Project, kube: Kube, helm: Helm, doc
     try:
         upgraded = _apply_releases(deploy_plan, helm, options, undo, progress)
         progress("verify: services over gRPC before touching propeller")
-        preview = deploy_plan.routing.plan.after if deploy_plan.routing.plan else None
-        checked = verify(kube, cluster, deploy_plan.releases, deploy_plan.routed, options.verify_timeout, preview,
-                         progress=progress)
+        probes = probe_services(kube, deploy_plan.releases, options.verify_timeout, progress=progress)
+        _raise_if_failed(VerifyResult(probes, []), "before routing")  # no answer: nothing to discover or route
+        routed, preview = _discover(deploy_plan, project, kube, probes, progress)
+        checked = check(kube, cluster, deploy_plan.releases, routed, probes,
+                        preview.plan.after if preview.plan else None)
         _raise_if_failed(checked, "before routing")
         undo.routing_before = kube.read_config_map(cluster.target.namespace, cluster.target.write_config_map)
-        progress("routing: writing propeller's config" if deploy_plan.routing_changes or deploy_plan.restart
+        progress("routing: writing propeller's config" if preview.written or _restarts(preview)
                  else "routing: unchanged")
-        result = routing.apply_routing(kube, deploy_plan.routed, namespace=cluster.target.namespace,
+        result = routing.apply_routing(kube, routed, namespace=cluster.target.namespace,
                                        flavor=cluster.target.flavor, version=cluster.version,
                                        timeout=options.rollout_timeout, before_write=before_write)
         if result.restarted:
             progress(f"propeller: {result.rollout}")
-        final = verify(kube, cluster, deploy_plan.releases, deploy_plan.routed, options.verify_timeout,
-                       progress=progress)
+        final = verify(kube, cluster, deploy_plan.releases, routed, options.verify_timeout, progress=progress)
         _raise_if_failed(final, "after routing")
     except BaseException as err:  # noqa: BLE001 - Ctrl-C too: leave the cluster as it was
         problems = undo.run(kube, helm, cluster, options, progress)
@@ -409,8 +468,30 @@ def apply(deploy_plan: DeployPlan, project: Project, kube: Kube, helm: Helm, doc
             progress("rollback: done, the cluster is as it was before this command")
         raise
     summary = built.to_dict()
-    return DeployResult(deploy_plan, summary["builds"], summary["pushes"], upgraded, result.written,
+    return DeployResult(deploy_plan, routed, summary["builds"], summary["pushes"], upgraded, result.written,
                         result.restarted, final, time.monotonic() - started)
+
+
+def _discover(deploy_plan: DeployPlan, project: Project, kube: Kube, probes: dict[str, list[grpc_client.Probe]],
+              progress: Progress) -> tuple[list[fc.AgentService], routing.RoutingResult]:
+    """Learn the task types of services without taskTypes from their new pods' ListAgents, and plan the routing
+    again with them (the plan could only use what propeller routed to them before)."""
+    if not deploy_plan.discover:
+        return deploy_plan.routed, deploy_plan.routing
+    found = dict(deploy_plan.known)
+    for sid in deploy_plan.discover:
+        types = fc.discover_task_types([[(t, a.sync) for a in p.agents for t in a.task_types] for p in probes[sid]])
+        if not types.task_types:
+            raise VerificationFailed(
+                f"{sid} serves no task type besides flytekit's built-in {', '.join(types.builtin) or 'ones'}, so "
+                f"there is nothing to route to it: add an agent to its image, or list services.{sid}.taskTypes "
+                "(built-in types are routed only when listed)")
+        sync = f" (sync: {', '.join(types.sync_task_types)})" if types.sync_task_types else ""
+        progress(f"discover {sid}: ListAgents serves {', '.join(types.task_types)}{sync}")
+        found[sid] = types
+    cluster = deploy_plan.cluster
+    routed = routed_services(project, cluster, deploy_plan.deployed, deploy_plan.builtin, found)
+    return routed, _preview(kube, cluster, routed)
 
 
 def _apply_releases(deploy_plan: DeployPlan, helm: Helm, options: Options, undo: _Undo,
@@ -458,7 +539,7 @@ def undeploy(project: Project, cluster: Cluster, kube: Kube, helm: Helm, service
         digest, chart = chart_digest(project.chart), _chart_id(project.chart)
         kept = [_release_plan(project, s, cluster, helm, _running_image(helm, s, cluster), digest, chart)
                 for s in remaining]
-        routed = routed_services(project, cluster, kept, options.builtin or project.builtin)
+        routed = routed_services(project, cluster, kept, options.builtin or project.builtin, pinned(kube, cluster))
         progress(f"routing: keeping {', '.join(s.id for s in routed)}")
         result = routing.apply_routing(kube, routed, namespace=cluster.target.namespace,
                                        flavor=cluster.target.flavor, version=cluster.version, dry_run=dry_run,
@@ -521,7 +602,7 @@ def status(deploy_plan: DeployPlan, kube: Kube) -> list[ServiceStatus]:
     return rows
 
 
-def installed(project: Project, cluster: Cluster, helm: Helm, services: tuple[ServiceConfig, ...],
+def installed(project: Project, cluster: Cluster, kube: Kube, helm: Helm, services: tuple[ServiceConfig, ...],
               builtin: str) -> tuple[list[ReleasePlan], list[fc.AgentService]]:
     """The installed releases of `services` (as they run) and the routing the project implies for the cluster."""
     digest, chart = chart_digest(project.chart), _chart_id(project.chart)
@@ -532,4 +613,4 @@ def installed(project: Project, cluster: Cluster, helm: Helm, services: tuple[Se
     if missing:
         raise UserError(f"service(s) {', '.join(missing)} are not installed in {cluster.namespace} (context "
                         f"{cluster.context}): run `flyte-agents deploy` first")
-    return chosen, routed_services(project, cluster, everything, builtin)
+    return chosen, routed_services(project, cluster, everything, builtin, pinned(kube, cluster))

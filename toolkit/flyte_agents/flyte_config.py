@@ -252,6 +252,10 @@ class AgentService:
     default: bool = False
     insecure: bool = True
     timeout: str = DEFAULT_TIMEOUT
+    sync_task_types: tuple[str, ...] = ()  # served by sync agents when the service as a whole is not `sync`
+
+    def is_sync(self, task_type: str) -> bool:
+        return self.sync or task_type in self.sync_task_types
 
     def validate(self) -> None:
         if not self.id or not isinstance(self.id, str):
@@ -752,7 +756,7 @@ def _lint_pins(plugin_view: PluginView, naming: Naming, version: FlyteVersion,
                services: Sequence[AgentService]) -> list[LintFinding]:
     findings = []
     ids = {d.id for d in plugin_view.deployments}  # propeller looks the id up exactly
-    sync_types = {t for s in services if s.sync for t in s.task_types}
+    sync_types = {t for s in services for t in s.task_types if s.is_sync(t)}
     sync_types |= {t for t, is_sync in FLYTEKIT_BUILTIN_TYPES.items() if is_sync}
     for task_type, dep_id in sorted(plugin_view.for_task_types.items()):
         if dep_id not in ids:
@@ -964,7 +968,7 @@ class _PlanBuilder:
             if service.default:
                 continue
             for task_type in service.task_types:
-                if service.sync and pins_override_discovery(version):
+                if service.is_sync(task_type) and pins_override_discovery(version):
                     if task_type in current:
                         self.notes.append(LintFinding(
                             "sync-pinned", "error",
@@ -1067,7 +1071,7 @@ def routing_check(merged: dict, version: FlyteVersion, services: Sequence[AgentS
                 "run `flyte-agents deploy` to write the routing"))
         for task_type in service.task_types:
             pinned = view.for_task_types.get(task_type)
-            expected = None if service.default or (service.sync and pins_override_discovery(version)) \
+            expected = None if service.default or (service.is_sync(task_type) and pins_override_discovery(version)) \
                 else service.id
             if pinned != expected and not (expected is None and pinned == service.id):
                 elsewhere = pinned or f"the {naming.default_key}"
@@ -1082,11 +1086,47 @@ def routing_check(merged: dict, version: FlyteVersion, services: Sequence[AgentS
                 f"task type {task_type} is routed to {target}, which does not serve it (it serves "
                 f"{', '.join(sorted(served.get(target, set()))) or 'nothing'})",
                 f"add the agent for {task_type} to {target}'s image, or drop {task_type} from its taskTypes"))
-    for service in services:
-        if service.default or (service.sync and pins_override_discovery(version)):
-            missing = [t for t in service.task_types if t not in served.get(service.id, set())]
+    for service in services:  # unpinned types: propeller finds them by discovery, so they must be served
+        unpinned = [t for t in service.task_types
+                    if service.default or (service.is_sync(t) and pins_override_discovery(version))]
+        if unpinned:
+            missing = [t for t in unpinned if t not in served.get(service.id, set())]
             findings += [LintFinding("routed-not-served", "error",
                                      f"task type {t} is routed to {service.id}, which does not serve it",
                                      f"add the agent for {t} to {service.id}'s image, or drop it from its taskTypes")
                          for t in missing]
     return findings
+
+
+@dataclass(frozen=True)
+class DiscoveredTypes:
+    """The task types a service's image serves (ListAgents), as the routing of a service without taskTypes."""
+
+    task_types: tuple[str, ...]
+    sync_task_types: tuple[str, ...]  # those served by sync agents: never pinned from 1.16 on
+    builtin: tuple[str, ...]  # flytekit's built-ins it also serves, left to propeller's default service
+
+
+def discover_task_types(pods: Sequence[Sequence[tuple[str, bool]]]) -> DiscoveredTypes:
+    """Select what to route from each pod's ListAgents answer, as (task type, served by a sync agent) pairs.
+
+    A type is routed only when every pod serves it (a rollout half done must not route to pods that do not), and
+    flytekit's built-ins are left out: every flytekit server advertises sensor and webhook, and routing them to
+    one service would take them from the default service; a service that should own them lists them in taskTypes.
+    """
+    if not pods:
+        return DiscoveredTypes((), (), ())
+    common = set.intersection(*({t for t, _ in pod} for pod in pods))
+    sync = {t for pod in pods for t, is_sync in pod if is_sync and t in common}
+    routed = sorted(common - set(FLYTEKIT_BUILTIN_TYPES))
+    return DiscoveredTypes(tuple(routed), tuple(t for t in routed if t in sync),
+                           tuple(sorted(common & set(FLYTEKIT_BUILTIN_TYPES))))
+
+
+def pinned_task_types(merged: dict, version: FlyteVersion) -> dict[str, tuple[str, ...]]:
+    """Service id -> the task types propeller's effective config pins to it (what a past discovery routed)."""
+    pins = effective(merged).plugins[naming_for(version).plugin].for_task_types
+    found: dict[str, list[str]] = {}
+    for task_type, service_id in sorted(pins.items()):
+        found.setdefault(service_id, []).append(task_type)
+    return {k: tuple(v) for k, v in found.items()}

@@ -4,7 +4,8 @@ Typed and validated up front: every problem is one line naming the field (`servi
 fix, before anything is built or changed. Paths are relative to the project file's directory.
 
 Routing is explicit. Propeller sends each task type to ONE service, so a service either routes its `taskTypes`
-(`route: true`, the default) or is deployed and verified only (`route: false`: e.g. a dev service serving the same
+(`route: true`, the default; without `taskTypes` they are discovered from the image by ListAgents at deploy
+time) or is deployed and verified only (`route: false`: e.g. a dev service serving the same
 task types as prod, reached by port-forward or `verify --endpoint`). At most one routed service is `default`
 (propeller's defaultAgent/defaultConnector). In the Flyte sandbox, `sandbox.builtin` says whether the sandbox's
 own flyteagent/flyteconnector stays the default (`keep`) or the project's default service replaces it.
@@ -57,6 +58,7 @@ class ServiceConfig:
     default: bool = False
     sync: bool = False
     timeout: str = fc.DEFAULT_TIMEOUT
+    discover: bool = False  # routed without taskTypes: the deploy asks the running image (ListAgents)
 
 
 @dataclass(frozen=True)
@@ -163,19 +165,23 @@ def _service(root: Path, sid: str, spec: Any, images: dict[str, ImageConfig], fi
                         f"{', '.join(images) or '(none: add an images section)'}")
     values = _paths(root, spec.get("values", []), f"{where}.values", file)
     sandbox_values = _paths(root, spec.get("sandboxValues", []), f"{where}.sandboxValues", file)
-    task_types = spec.get("taskTypes", [])
-    if not isinstance(task_types, list):
+    task_types = spec.get("taskTypes")
+    if task_types is not None and not isinstance(task_types, list):
         raise UserError(f"{file}: {where}.taskTypes must be a list of task types, e.g. [my_task]")
     flags = {k: spec.get(k, d) for k, d in (("route", True), ("default", False), ("sync", False))}
     for key, value in flags.items():
         if not isinstance(value, bool):
             raise UserError(f"{file}: {where}.{key} must be true or false")
+    if task_types == [] and flags["route"] and not flags["default"]:
+        raise UserError(f"{file}: {where}.taskTypes is empty: list the task types it serves, or omit taskTypes "
+                        "to discover them from the image at deploy time")
     timeout = str(spec.get("timeout", fc.DEFAULT_TIMEOUT))
-    service = ServiceConfig(sid, environment, image, values, sandbox_values, tuple(task_types), flags["route"],
-                            flags["default"], flags["sync"], timeout)
+    discover = task_types is None and flags["route"]
+    service = ServiceConfig(sid, environment, image, values, sandbox_values, tuple(task_types or ()),
+                            flags["route"], flags["default"], flags["sync"], timeout, discover)
     try:  # the Flyte rules for ids, task types and timeouts live in flyte_config
         fc.AgentService(sid, fc.k8s_endpoint(sid, "flyte", 8000), service.task_types, service.sync,
-                        service.default or not service.route, True, timeout).validate()
+                        service.default or not service.route or discover, True, timeout).validate()
     except UserError as err:
         raise UserError(f"{file}: {where}: {err}") from None
     if service.default and not service.route:

@@ -167,6 +167,9 @@ def _print_plan(plan: dp.DeployPlan, session: Session) -> None:
                                                        plan.routing_changes else "unchanged"), highlight=False)
     if routing_plan and plan.routing_changes:
         out.print(escape(routing_plan.effective_diff()), highlight=False)
+    for sid, now in plan.discover.items():
+        out.print(f"task types of {sid}: discovered at deploy time from its pods (ListAgents, after helm, before "
+                  f"propeller is touched); routed now: {', '.join(now) or 'nothing'}", highlight=False)
     out.print(f"propeller restart: {'yes' if plan.restart else 'no'}")
     if plan.nothing_to_do:
         out.print("nothing to do: 0 builds, 0 pushes, 0 helm upgrades, 0 restarts")
@@ -176,8 +179,9 @@ def _print_plan_summary(plan: dp.DeployPlan, session: Session) -> None:
     builds = sum(i.build for i in plan.images.images)
     pushes = sum(i.push for i in plan.images.images)
     changed = [f"{r.action} {r.release}" for r in plan.releases if r.action != "unchanged"]
+    discover = f" (task types of {', '.join(plan.discover)} discovered after helm)" if plan.discover else ""
     session.progress(f"plan: {builds} builds, {pushes} pushes, helm: {', '.join(changed) or 'no changes'}, "
-                     f"routing: {'changes' if plan.routing_changes else 'unchanged'}, propeller restart: "
+                     f"routing: {'changes' if plan.routing_changes else 'unchanged'}{discover}, propeller restart: "
                      f"{'yes' if plan.restart else 'no'}")
 
 
@@ -185,7 +189,7 @@ def _print_result(result: dp.DeployResult, session: Session) -> None:
     if session.json:
         _echo_json(result.to_dict())
     else:
-        _verified_table(result.plan.releases, result.verify, result.plan.routed)
+        _verified_table(result.plan.releases, result.verify, result.routed)
     nothing = not (result.built or result.pushed or result.upgraded or result.routing_written or result.restarted)
     if nothing:
         session.err.print("[green]nothing to do:[/] 0 builds, 0 pushes, 0 helm upgrades, routing unchanged, "
@@ -218,7 +222,7 @@ def _verified_table(releases: list[dp.ReleasePlan], verify: dp.VerifyResult, rou
 def verify(endpoint, verify_timeout, **kw) -> None:
     """gRPC health and ListAgents of each service, cross-checked against propeller's routing."""
     session = Session(kw)
-    releases, routed = dp.installed(session.project, session.cluster, session.helm, session.services,
+    releases, routed = dp.installed(session.project, session.cluster, session.kube, session.helm, session.services,
                                     _builtin(session))
     endpoints = {}
     if endpoint:
