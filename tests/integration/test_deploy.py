@@ -10,6 +10,7 @@ writer itself runs in-process between our read and our write, since no component
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -24,6 +25,7 @@ from kubernetes import client
 
 from tests.conftest import free_port, require
 from tests.integration.build_support import REPO, run_cli
+from tests.integration.flyte_installs import FLYTE_BINARY_116, PLUGINS_116, install_propeller
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.kube, pytest.mark.sandbox, pytest.mark.agent,
               pytest.mark.timeout(900)]
@@ -88,7 +90,13 @@ def write_project(tmp_path: Path, repository: str, prod: dict | None = None, dev
 @pytest.fixture
 def pod_runner(kube_api, docker_client, sandbox):
     """hack/agent_pods.py in a thread: every agent pod of namespace flyte answers through a real container."""
-    runner = _load_pod_runner().PodRunner(kube_api, docker_client, NS)
+    with agent_pods(kube_api, docker_client, NS) as runner:
+        yield runner
+
+
+@contextlib.contextmanager
+def agent_pods(kube_api, docker_client, namespace: str):
+    runner = _load_pod_runner().PodRunner(kube_api, docker_client, namespace)
     stop = threading.Event()
     errors: list[str] = []
 
@@ -271,6 +279,40 @@ def test_task_types_omitted_are_discovered_from_the_image(sandbox, kube_api, ima
     removed = run_cli("undeploy", "--sandbox", "--project", str(project), "--helm", helm)
     assert removed.code == 0, removed.stderr[-2000:]
     assert snapshot(kube_api)["configmaps"] == before["configmaps"]
+
+
+# ------------------------------------------------------------------------------------------------ other flavors
+
+def test_deploy_env_prod_into_flyte_binary(kube_api, docker_client, namespace, image_repository, tmp_path):
+    install_propeller(kube_api, namespace, **FLYTE_BINARY_116, data={"001-plugins.yaml": PLUGINS_116})
+    apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
+    propeller, config_map = FLYTE_BINARY_116["deployment"], FLYTE_BINARY_116["config_map"]
+    generation = apps.read_namespaced_deployment(propeller, namespace).metadata.generation
+    project = write_project(tmp_path, image_repository)
+    args = ("deploy", "--env", "prod", "--project", str(project), "--context", "kwok", "--namespace", namespace,
+            "--propeller-namespace", namespace, "--registry", "localhost:30000", "--helm", helm_binary(4),
+            "--network", "host", "--ca-bundle", HOST_CA_BUNDLE, "--verify-timeout", "90", "--output", "json")
+
+    with agent_pods(kube_api, docker_client, namespace):
+        first = run_cli(*args)
+        assert first.code == 0, first.stderr[-3000:]
+        assert first.json["plan"]["cluster"]["flavor"] == "flyte-binary"
+        assert first.json["helm_upgrades"] == ["demo-prod"]  # --env prod: demo-dev is not deployed
+        ours = yaml.safe_load(core.read_namespaced_config_map(config_map, namespace).data["zz-flyte-agents.yaml"])
+        section = ours["plugins"]["connector-service"]  # outside the sandbox, the default service is propeller's
+        assert section["defaultConnector"]["endpoint"] == f"k8s://demo-prod.{namespace}:8000"
+        assert "connector-service" in ours["tasks"]["task-plugins"]["enabled-plugins"]
+        assert first.json["propeller_restarted"] is True
+        assert apps.read_namespaced_deployment(propeller, namespace).metadata.generation == generation + 1
+        assert len(first.json["verify"]["services"]["demo-prod"]["probes"]) == 2  # prod.yaml: two replicas
+
+        data = core.read_namespaced_config_map(config_map, namespace).data
+        second = run_cli(*args)
+        assert second.code == 0, second.stderr[-3000:]
+        assert (second.json["builds"], second.json["pushes"], second.json["helm_upgrades"],
+                second.json["routing_written"], second.json["propeller_restarted"]) == (0, 0, [], False, False)
+        assert core.read_namespaced_config_map(config_map, namespace).data == data
+        assert apps.read_namespaced_deployment(propeller, namespace).metadata.generation == generation + 1
 
 
 # ------------------------------------------------------------------------------------------------ faults

@@ -12,6 +12,7 @@ from flyte_agents.cli import main
 from flyte_agents.errors import ConflictError, RolloutTimeout
 from flyte_agents.kube import BACKUP_ANNOTATION, Kube
 from flyte_agents.routing import CONFIG_HASH_ANNOTATION, apply_routing, remove_routing
+from tests.integration.flyte_installs import FLYTE_BINARY_116, PLUGINS_116, install_propeller
 
 pytestmark = [pytest.mark.kube, pytest.mark.sandbox]
 
@@ -183,41 +184,17 @@ def test_remove_errors_change_nothing(sandbox, kube, core, kubeconfig, capsys):
 
 # ------------------------------------------------------------------------------------------------ other flavors
 
-def _install(kube_api, namespace: str, deployment: str, labels: dict, image: str, config_dir: str,
-             config_map: str, data: dict) -> None:
-    from kubernetes import client
-
-    client.CoreV1Api(kube_api).create_namespaced_config_map(namespace, {
-        "metadata": {"name": config_map, "labels": {"helm.sh/chart": "test"}}, "data": data})
-    selector = {"app": deployment}
-    client.AppsV1Api(kube_api).create_namespaced_deployment(namespace, {
-        "metadata": {"name": deployment, "labels": labels},
-        "spec": {"replicas": 1, "selector": {"matchLabels": selector}, "template": {
-            "metadata": {"labels": selector},
-            "spec": {"containers": [{"name": "propeller", "image": image,
-                                     "args": ["--config", f"{config_dir}/*.yaml"],
-                                     "volumeMounts": [{"name": "config", "mountPath": config_dir}]}],
-                     "volumes": [{"name": "config",
-                                  "projected": {"sources": [{"configMap": {"name": config_map}}]}}]}}}})
-    Kube(kube_api).wait_rollout(namespace, deployment, timeout=60)
-
-
-PLUGINS_116 = yaml.safe_dump({"tasks": {"task-plugins": {"enabled-plugins": ["container", "sidecar", "spark"],
-                                                         "default-for-task-types": {"container": "container"}}}})
-
-
 @pytest.mark.parametrize("flavor, deployment, labels, image, config_dir, config_map", [
     ("flyte-core", "flytepropeller", {}, "cr.flyte.org/flyteorg/flytepropeller-release:v1.16.8",
      "/etc/flyte/config", "flyte-propeller-config"),
-    ("flyte-binary", "rel-flyte-binary", {"app.kubernetes.io/name": "flyte-binary"},
-     "cr.flyte.org/flyteorg/flyte-binary-release:v1.16.8", "/etc/flyte/config.d", "rel-flyte-binary-config"),
+    ("flyte-binary", *FLYTE_BINARY_116.values()),
 ])
 def test_flyte_core_and_flyte_binary(kube_api, kube, namespace, flavor, deployment, labels, image, config_dir,
                                      config_map):
     from kubernetes import client
 
-    _install(kube_api, namespace, deployment, labels, image, config_dir, config_map,
-             {"enabled_plugins.yaml" if flavor == "flyte-core" else "001-plugins.yaml": PLUGINS_116})
+    install_propeller(kube_api, namespace, deployment, labels, image, config_dir, config_map,
+                      {"enabled_plugins.yaml" if flavor == "flyte-core" else "001-plugins.yaml": PLUGINS_116})
     core = client.CoreV1Api(kube_api)
     original, gen0 = snapshot(core, namespace, [config_map]), generation(kube, deployment, namespace)
     services = [fc.AgentService("my-agent", "k8s://my-agent.agents:8000", ("my_task", "spark"))]
