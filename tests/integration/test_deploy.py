@@ -14,6 +14,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -313,6 +316,41 @@ def test_deploy_env_prod_into_flyte_binary(kube_api, docker_client, namespace, i
                 second.json["routing_written"], second.json["propeller_restarted"]) == (0, 0, [], False, False)
         assert core.read_namespaced_config_map(config_map, namespace).data == data
         assert apps.read_namespaced_deployment(propeller, namespace).metadata.generation == generation + 1
+
+
+# ------------------------------------------------------------------------------------------------ Ctrl-C
+
+@pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
+def test_ctrl_c_once_helm_started_leaves_the_cluster_as_it_was(sandbox, kube_api, image_repository, tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C (helm gets it too), once demo-prod's release
+    record exists. No pod runner: verify cannot pass, so however late the signal lands, propeller is untouched."""
+    helm = helm_binary(4)
+    project = write_project(tmp_path, image_repository)
+    before = snapshot(kube_api)
+    core = client.CoreV1Api(kube_api)
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flyte_agents.cli", "deploy", "--sandbox", "--project", str(project), "--helm",
+             helm, "--network", "host", "--ca-bundle", HOST_CA_BUNDLE, "--verify-timeout", "90"],
+            cwd=REPO, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not core.list_namespaced_secret(NS, label_selector="owner=helm,name=demo-prod").items:
+            assert proc.poll() is None, err.read_text()[-2000:]
+            assert time.monotonic() < deadline, "helm never started"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stderr_text = err.read_text()
+    assert code == 130, stderr_text[-2000:]
+    assert stderr_text.strip().splitlines()[-1] == \
+        "error: interrupted (Ctrl-C): the cluster is as it was before this command"
+    assert "Traceback" not in stderr_text and "rollback: uninstalling demo-prod" in stderr_text
+    _assert_unchanged(kube_api, before, helm)
 
 
 # ------------------------------------------------------------------------------------------------ faults

@@ -31,7 +31,7 @@ from . import images
 from . import image_tags as tags
 from . import propeller_target as pt
 from . import routing
-from .errors import FlyteAgentsError, UserError, VerificationFailed
+from .errors import FlyteAgentsError, Interrupted, UserError, VerificationFailed
 from .helm import Helm, Revision
 from .kube import ConfigMapState, Kube
 from .project import Project, ServiceConfig
@@ -461,11 +461,15 @@ def apply(deploy_plan: DeployPlan, project: Project, kube: Kube, helm: Helm, doc
         _raise_if_failed(final, "after routing")
     except BaseException as err:  # noqa: BLE001 - Ctrl-C too: leave the cluster as it was
         problems = undo.run(kube, helm, cluster, options, progress)
-        if problems and isinstance(err, FlyteAgentsError):
-            raise type(err)(f"{err}; rollback was incomplete ({'; '.join(problems)}): fix and run "
-                            "`flyte-agents undeploy` or deploy again") from None
+        interrupted = isinstance(err, KeyboardInterrupt)
+        if problems and (interrupted or isinstance(err, FlyteAgentsError)):
+            kind = Interrupted if interrupted else type(err)
+            raise kind(f"{'interrupted (Ctrl-C)' if interrupted else err}; rollback was incomplete "
+                       f"({'; '.join(problems)}): fix and run `flyte-agents undeploy` or deploy again") from None
         if undo.releases or undo.routing_before is not None:
             progress("rollback: done, the cluster is as it was before this command")
+        if interrupted:  # one line and exit 130, not a traceback
+            raise Interrupted("interrupted (Ctrl-C): the cluster is as it was before this command") from None
         raise
     summary = built.to_dict()
     return DeployResult(deploy_plan, routed, summary["builds"], summary["pushes"], upgraded, result.written,

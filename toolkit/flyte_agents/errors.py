@@ -8,6 +8,7 @@ Every error message is one line: what is wrong and what to do. Exit codes tell C
     4  Docker Engine unreachable        10  a rollout did not become ready
     5  registry unreachable or refused  11  verification failed (health, ListAgents, routing)
     6  Dockerfile invalid               12  a concurrent writer kept winning (retries exhausted)
+                                       130  interrupted (Ctrl-C), after rolling back what was changed
 """
 from __future__ import annotations
 
@@ -64,3 +65,7 @@ class VerificationFailed(FlyteAgentsError):
 
 class ConflictError(InfraError):
     exit_code = 12
+
+
+class Interrupted(FlyteAgentsError):
+    exit_code = 130

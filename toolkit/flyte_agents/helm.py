@@ -122,8 +122,15 @@ class Helm:
         self._run(f"rollback {release} to revision {revision}", back())
 
     def uninstall(self, release: str, namespace: str, timeout: str) -> None:
-        self._run(f"uninstall {release}", self.client.uninstall_release(release, namespace=namespace,
-                                                                        timeout=timeout, wait=True))
+        import pyhelm3.errors
+
+        async def remove() -> None:
+            try:
+                await self.client.uninstall_release(release, namespace=namespace, timeout=timeout, wait=True)
+            except pyhelm3.errors.ReleaseNotFoundError:
+                return  # already gone: an interrupted `--atomic` install removes its own release
+
+        self._run(f"uninstall {release}", remove())
 
     def releases(self, namespace: str) -> list[str]:
         async def names() -> list[str]:
