@@ -186,17 +186,20 @@ SERVICE = click.option("--service", "service_specs", multiple=True, metavar="SPE
 SERVICES = click.option("--services", "services_file", metavar="FILE", help="YAML file with a services: list.")
 
 
+def offline_options(command):
+    """The inputs every offline subcommand (render, diff, lint) takes."""
+    for option in (SERVICES, SERVICE, FLAVOR, VERSION, FROM):
+        command = option(command)
+    return command
+
+
 @click.group("config")
 def config() -> None:
     """Propeller's agent (connector) routing: render, diff, lint, apply, remove."""
 
 
 @config.command("render")
-@FROM
-@VERSION
-@FLAVOR
-@SERVICE
-@SERVICES
+@offline_options
 @click.option("--output", "-o", default="yaml", show_default=True, help="yaml, json, diff or values.")
 def render(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
     """Print the new config (offline, from --from files): the file to add, a ConfigMap, or a values overlay."""
@@ -204,11 +207,7 @@ def render(sources, flyte_version, flavor_text, service_specs, services_file, ou
 
 
 @config.command("diff")
-@FROM
-@VERSION
-@FLAVOR
-@SERVICE
-@SERVICES
+@offline_options
 @click.option("--output", "-o", default="diff", show_default=True, help="diff, yaml, json or values.")
 def diff(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
     """Print a unified diff of propeller's effective routing config (offline, from --from files)."""
@@ -216,11 +215,7 @@ def diff(sources, flyte_version, flavor_text, service_specs, services_file, outp
 
 
 @config.command("lint")
-@FROM
-@VERSION
-@FLAVOR
-@SERVICE
-@SERVICES
+@offline_options
 @click.option("--output", "-o", default="text", show_default=True, help="text or json.")
 def lint_command(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
     """Report the known pitfalls of a propeller config (offline), each with its fix."""
