@@ -298,12 +298,11 @@ def make_pki() -> None:
     ext.write_text("subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
                    "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1\n"
                    "extendedKeyUsage=serverAuth,clientAuth\n")
-    ssl_ = ["openssl"]
-    run([*ssl_, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=flyte-agents-ca",
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=flyte-agents-ca",
          "-keyout", str(PKI / "ca.key"), "-out", str(PKI / "ca.crt")])
-    run([*ssl_, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=system:masters/CN=kwok-admin",
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=system:masters/CN=kwok-admin",
          "-keyout", str(PKI / "admin.key"), "-out", str(PKI / "admin.csr")])
-    run([*ssl_, "x509", "-req", "-in", str(PKI / "admin.csr"), "-CA", str(PKI / "ca.crt"), "-CAkey",
+    run(["openssl", "x509", "-req", "-in", str(PKI / "admin.csr"), "-CA", str(PKI / "ca.crt"), "-CAkey",
          str(PKI / "ca.key"), "-CAcreateserial", "-days", "3650", "-extfile", str(ext), "-out",
          str(PKI / "admin.crt")])
     for f in PKI.iterdir():
@@ -338,8 +337,7 @@ def apiserver_ready() -> bool:
 
 def node_ready() -> bool:
     try:
-        out = run(["kubectl", "--kubeconfig", str(KUBECONFIG), "get", "node", NODE_NAME, "-o",
-                   "jsonpath={.status.conditions[?(@.type=='Ready')].status}"], env=kube_path_env())
+        out = kubectl("get", "node", NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
     except subprocess.CalledProcessError:
         return False
     return out.strip() == "True"
@@ -403,11 +401,10 @@ def up_kube() -> Result:
         start("kube-scheduler", [str(kube_dir / "kube-scheduler"), f"--kubeconfig={KUBECONFIG}",
                                  "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0"])
     if not recorded_pid("kwok"):
-        kubectl_apply(HACK / "kwok" / "crds.yaml")
+        kubectl("apply", "-f", "-", stdin=(HACK / "kwok" / "crds.yaml").read_text())
         # A restarted kwok cannot take over the node lease its predecessor held, and then leaves the node's pods
         # alone; start it with no lease.
-        subprocess.run(["kubectl", "--kubeconfig", str(KUBECONFIG), "-n", "kube-node-lease", "delete", "lease",
-                        NODE_NAME, "--ignore-not-found"], check=True, capture_output=True, env=kube_path_env())
+        kubectl("-n", "kube-node-lease", "delete", "lease", NODE_NAME, "--ignore-not-found")
         start("kwok", [str(kwok_dir / "kwok"), f"--kubeconfig={KUBECONFIG}", f"--config={HACK / 'kwok' / 'stages.yaml'}",
                        "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                        "--node-ip=127.0.0.1", f"--node-name={NODE_NAME}", f"--node-port={KWOK_PORT}",
@@ -424,10 +421,9 @@ def up_kube() -> Result:
                   time.monotonic() - t0, action)
 
 
-def kubectl_apply(manifest: Path | str) -> None:
-    text = manifest if isinstance(manifest, str) else manifest.read_text()
-    subprocess.run(["kubectl", "--kubeconfig", str(KUBECONFIG), "apply", "-f", "-"], input=text,
-                   check=True, capture_output=True, text=True, env=kube_path_env())
+def kubectl(*args: str, stdin: str | None = None) -> str:
+    """Our kubectl build against the cluster's admin kubeconfig; raises CalledProcessError on failure."""
+    return run(["kubectl", "--kubeconfig", str(KUBECONFIG), *args], input=stdin, env=kube_path_env())
 
 
 def create_node() -> None:
@@ -436,7 +432,7 @@ def create_node() -> None:
                          "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": "amd64", "type": "kwok"}},
             "spec": {}}
-    kubectl_apply(json.dumps(node))
+    kubectl("apply", "-f", "-", stdin=json.dumps(node))
 
 
 # ---------------------------------------------------------------------------------------------------- commands
