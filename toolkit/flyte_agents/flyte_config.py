@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from . import yamlio
 from .errors import UserError
 
 TOOLKIT_FILE = "zz-flyte-agents.yaml"  # 'z' sorts after digits and after flyte-core's lowercase file names
@@ -325,10 +326,9 @@ class ConfigFile:
     def document(self) -> dict:
         """The file as parsed YAML with its original key case (an empty file is an empty map)."""
         try:
-            data = yaml.safe_load(self.text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
+            data = yamlio.load(self.text)
+        except yamlio.Error as err:
+            where = yamlio.at_line(err)
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise UserError(f"config file {self.label} is not valid YAML{where}: {problem}; fix the YAML") from None
         if data is None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from . import flyte_config as fc
+from . import yamlio
 from .errors import UserError
 
 DEFAULT_FILE = "flyte-agents.yaml"
@@ -97,11 +97,9 @@ def load(path: str | Path | None) -> Project:
         raise UserError(f"project file {file} does not exist: pass --project PATH or create {DEFAULT_FILE} "
                         "(see the README's quickstart)")
     try:
-        doc = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{file}{where} is not valid YAML ({getattr(err, 'problem', err)}): fix the syntax") from None
+        doc = yamlio.load(file.read_text())
+    except yamlio.Error as err:
+        raise UserError(f"{file}{yamlio.at_line(err)} is not valid YAML ({getattr(err, 'problem', err)}): fix the syntax") from None
     return parse(doc, file)
 
 

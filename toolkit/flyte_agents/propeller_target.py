@@ -19,9 +19,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-import yaml
 
 from . import flyte_config as fc
+from . import yamlio
 from .errors import UserError
 from .kube import ConfigMapState, DeploymentInfo
 
@@ -231,11 +231,9 @@ def load_offline(paths: Sequence[str], texts: Sequence[str], version: fc.FlyteVe
 
 def _documents(path: str, text: str) -> list[Any]:
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', None) or 'parse error'}") from None
+        docs = [d for d in yamlio.load_all(text) if d is not None]
+    except yamlio.Error as err:
+        raise UserError(f"{path}: not valid YAML{yamlio.at_line(err)}: {getattr(err, 'problem', None) or 'parse error'}") from None
     if not docs:
         raise UserError(f"{path}: is empty: give a ConfigMap manifest, a config file or a values file")
     expanded: list[Any] = []

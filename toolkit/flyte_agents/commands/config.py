@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import click
-import yaml
 
 from .. import flyte_config as fc
 from .. import propeller_target as pt
+from .. import yamlio
 from ..errors import UserError
 
 OFFLINE_OUTPUTS = ("yaml", "json", "diff", "values")
@@ -93,8 +93,8 @@ def load_services(specs: Sequence[str], services_file: str | None, required: boo
     if services_file:
         text = _read(services_file, "--services")
         try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError:
+            doc = yamlio.load(text)
+        except yamlio.Error:
             raise UserError(f"--services {services_file}: not valid YAML: fix the file") from None
         items = doc.get("services") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
