@@ -83,10 +83,17 @@ class PodForward:
     namespace: str
     pod: str
     port: int
+    _core: Any = None
     _listener: socket.socket | None = None
     _open: list = field(default_factory=list)
 
     def __enter__(self) -> "PodForward":
+        from kubernetes import client
+
+        # A client of its own: kubernetes.stream swaps ApiClient.request while it connects, which would break
+        # other threads' calls (forwards run side by side, one per pod).
+        self._core = client.CoreV1Api(client.ApiClient(self.core.api_client.configuration))
+        self._open.append(self._core.api_client)
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(8)
@@ -113,6 +120,9 @@ class PodForward:
                 local, _ = self._listener.accept()
             except OSError:
                 return
+            # Replies arrive from the API server in small pieces; with Nagle on, each second piece waits for the
+            # client's delayed ACK: 40 ms per RPC.
+            local.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 remote = self._connect()
             except Exception:  # noqa: BLE001 - the client sees a closed connection and reports it
@@ -124,7 +134,7 @@ class PodForward:
     def _connect(self) -> Any:
         from kubernetes.stream import portforward
 
-        forward = portforward(self.core.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
+        forward = portforward(self._core.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
                               ports=str(self.port))
         self._open.append(forward)
         remote = forward.socket(self.port)
