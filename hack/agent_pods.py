@@ -71,7 +71,15 @@ class PodRunner:
               f"({spec.image}) on 127.0.0.1:{host_port}", flush=True)
 
     def _remove(self, pod: str, container) -> None:
-        container.remove(force=True)
+        import docker.errors
+
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as err:
+            if err.status_code != 409:  # 409: a removal (e.g. by an earlier runner) is already under way
+                raise
         self._delete_forward(pod)
 
     def _delete_forward(self, name: str) -> None:
