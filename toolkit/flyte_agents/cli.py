@@ -5,7 +5,9 @@ Subcommands live in their own modules and are imported only when invoked, so `fl
 """
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
 import sys
 
 import click
@@ -68,5 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The console script: main(), then exit without finalizing the interpreter. Tearing down the ~1,600 modules a
+    deploy loads (the kubernetes client alone brings 1,000) takes a tenth of a second, a tenth of a no-op deploy.
+    Output is flushed and atexit handlers (kubernetes' temporary certificate files) still run."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
