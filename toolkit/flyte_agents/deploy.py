@@ -4,15 +4,15 @@
               the routing plan (a server-side dry run) and whether propeller must restart
     apply  -> build/push -> helm upgrade --install each changed release (atomic) -> ask every service over
               gRPC BEFORE propeller is touched (health, ListAgents: the task types of a service without taskTypes
-              are discovered here) -> write routing, restart propeller if its config changed -> verify again
-              against the live routing
+              are discovered here) -> write routing, restart propeller if its config changed -> when it did,
+              verify again against the live routing
     undo   -> any failure (or Ctrl-C) after the first cluster change rolls back what this command did: new
               releases are uninstalled, upgraded ones rolled back to their previous revision, the routing key
               restored; so a failed deploy leaves the cluster as it found it.
 
 A no-op deploy builds, pushes, upgrades and restarts nothing: images are content-tagged, a release is upgraded only
-when its chart (name, version, content digest) or values differ, propeller restarts only when its effective config
-changes.
+when its chart (name, version, content digest: recorded in the release's description) or values differ, propeller
+restarts only when its effective config changes.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from . import images
 from . import image_tags as tags
 from . import propeller_target as pt
 from . import routing
+from . import yamlio
 from .errors import FlyteAgentsError, Interrupted, UserError, VerificationFailed
 from .helm import Helm, Revision
 from .kube import ConfigMapState, Kube
@@ -173,8 +174,8 @@ def service_values(project: Project, service: ServiceConfig, cluster: Cluster, i
     files = service.values + (service.sandbox_values if cluster.sandbox else ())
     for path in files:
         try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
+            doc = yamlio.load(path.read_text()) or {}
+        except yamlio.Error as err:
             raise UserError(f"values file {path} is not valid YAML ({getattr(err, 'problem', err)}): fix it") \
                 from None
         if not isinstance(doc, dict):
@@ -266,14 +267,13 @@ def plan(project: Project, cluster: Cluster, kube: Kube, helm: Helm, docker: Any
                                    ca_bundle=options.ca_bundle)
     build_plan = images.plan(list(specs.values()), build_options, docker)
     refs = {name: build_plan.images[i].ref for i, name in enumerate(specs)}
-    digest = chart_digest(project.chart)
-    chart = _chart_id(project.chart)
-    releases = [_release_plan(project, service, cluster, helm, refs[service.image], digest, chart)
+    current = helm.current_many([s.id for s in project.services], cluster.namespace)
+    description = chart_description(project.chart)
+    releases = [_release_plan(project, service, cluster, current[service.id], refs[service.image], description)
                 for service in services]
     # Services of the project that are installed but not part of this deploy keep their routing.
-    others = [s for s in project.services if s not in services and s.route]
-    existing = [_release_plan(project, s, cluster, helm, _running_image(helm, s, cluster), digest, chart)
-                for s in others if helm.current(s.id, cluster.namespace) is not None]
+    existing = installed_plans(project, cluster, current, [s for s in project.services
+                                                           if s not in services and s.route])
     builtin = options.builtin or project.builtin
     known = pinned(kube, cluster)
     routed = routed_services(project, cluster, releases + existing, builtin, known)
@@ -291,33 +291,44 @@ def _restarts(preview: routing.RoutingResult) -> bool:
     return preview.rollout.startswith("would restart")
 
 
-def _chart_id(chart: Path) -> str:
-    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
-    return f"{meta['name']}-{meta['version']}"
+def chart_description(chart: Path) -> str:
+    """The release description a deploy records: the chart's name, version and content digest, so that one
+    `helm status` tells whether the deployed chart is this one."""
+    meta = yamlio.load((chart / "Chart.yaml").read_text())
+    return f"{DESCRIPTION_PREFIX}{meta['name']}-{meta['version']}@{chart_digest(chart)}"
 
 
-def _running_image(helm: Helm, service: ServiceConfig, cluster: Cluster) -> str:
-    current = helm.current(service.id, cluster.namespace)
+def installed_plans(project: Project, cluster: Cluster, current: dict[str, Revision | None],
+                    services: list[ServiceConfig]) -> list[ReleasePlan]:
+    """Plans of the installed ones among `services`, with the image each runs (as it is: nothing to change)."""
+    description = chart_description(project.chart)
+    return [_release_plan(project, s, cluster, current[s.id], _running_image(current[s.id]), description)
+            for s in services if current[s.id] is not None]
+
+
+def _running_image(current: Revision | None) -> str:
     image = (current.values.get("image") or {}) if current else {}
     return f"{image.get('repository', 'unknown')}:{image.get('tag', 'unknown')}"
 
 
-def _release_plan(project: Project, service: ServiceConfig, cluster: Cluster, helm: Helm, image_ref: str,
-                  digest: str, chart: str) -> ReleasePlan:
+def _deployed_chart(description: str) -> str:
+    return description.removeprefix(DESCRIPTION_PREFIX) if description.startswith(DESCRIPTION_PREFIX) \
+        else "not deployed by flyte-agents"
+
+
+def _release_plan(project: Project, service: ServiceConfig, cluster: Cluster, current: Revision | None,
+                  image_ref: str, description: str) -> ReleasePlan:
     values = service_values(project, service, cluster, image_ref)
     endpoint = fc.k8s_endpoint(fullname(service.id, values), cluster.namespace, grpc_port(values))
-    current = helm.current(service.id, cluster.namespace)
-    description = f"{DESCRIPTION_PREFIX}{digest}"
     if current is None:
         action, reason = "install", "no release"
     elif current.status != "deployed":
         action, reason = "upgrade", f"release status is {current.status}"
-    elif current.chart != chart:
-        action, reason = "upgrade", f"chart {current.chart} -> {chart}"
+    elif current.description != description:
+        action, reason = "upgrade", (f"chart {_deployed_chart(current.description)} -> "
+                                     f"{_deployed_chart(description)}")
     elif current.values != values:
         action, reason = "upgrade", "values changed"
-    elif current.description != description:
-        action, reason = "upgrade", "chart content changed"
     else:
         action, reason = "unchanged", "chart and values as deployed"
     diff = _values_diff(current.values if current else None, values) if action != "unchanged" else ""
@@ -339,8 +350,13 @@ def verify(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: li
 def probe_services(kube: Kube, releases: list[ReleasePlan], timeout: float,
                    endpoints: dict[str, str] | None = None, progress: Progress = _quiet
                    ) -> dict[str, list[grpc_client.Probe]]:
-    return {r.service.id: _probe_service(kube, r, timeout, (endpoints or {}).get(r.service.id), progress)
-            for r in releases}
+    """The services are asked side by side (each waits on the network), one thread per service."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, len(releases)), thread_name_prefix="probe") as pool:
+        futures = {r.service.id: pool.submit(_probe_service, kube, r, timeout, (endpoints or {}).get(r.service.id),
+                                             progress) for r in releases}
+        return {sid: future.result() for sid, future in futures.items()}
 
 
 def check(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: list[fc.AgentService],
@@ -374,9 +390,13 @@ def _probe_service(kube: Kube, release: ReleasePlan, timeout: float, endpoint: s
     found = []
     for pod in grpc_client.ready_pods(kube.core, release.namespace, selector):
         progress(f"verify {release.service.id}: pod {pod} through the API server")
+        started = time.monotonic()
         with grpc_client.PodForward(kube.core, release.namespace, pod, grpc_port(release.values)) as forward:
             found.append(_probe_until_serving(forward.address, timeout,
                                               f"pod {release.namespace}/{pod} (port-forward)"))
+        # A new pod may take a while to serve (imports, agent start-up): say how long, it is often most of a deploy.
+        progress(f"verify {release.service.id}: pod {pod} {found[-1].health or 'did not answer'} after "
+                 f"{time.monotonic() - started:.1f}s")
     return found
 
 
@@ -457,7 +477,9 @@ def apply(deploy_plan: DeployPlan, project: Project, kube: Kube, helm: Helm, doc
                                        timeout=options.rollout_timeout, before_write=before_write)
         if result.restarted:
             progress(f"propeller: {result.rollout}")
-        final = verify(kube, cluster, deploy_plan.releases, routed, options.verify_timeout, progress=progress)
+        # Routing untouched and propeller not restarted: the check above, against this config, is the final one.
+        final = checked if not (result.written or result.restarted) else \
+            verify(kube, cluster, deploy_plan.releases, routed, options.verify_timeout, progress=progress)
         _raise_if_failed(final, "after routing")
     except BaseException as err:  # noqa: BLE001 - Ctrl-C too: leave the cluster as it was
         problems = undo.run(kube, helm, cluster, options, progress)
@@ -536,13 +558,10 @@ class UndeployResult:
 def undeploy(project: Project, cluster: Cluster, kube: Kube, helm: Helm, services: tuple[ServiceConfig, ...],
              options: Options, dry_run: bool, progress: Progress = _quiet) -> UndeployResult:
     """Remove the releases of `services` and exactly the routing the toolkit added for them."""
-    installed = [s for s in services if helm.current(s.id, cluster.namespace) is not None]
-    remaining = [s for s in project.services if s not in services and s.route
-                 and helm.current(s.id, cluster.namespace) is not None]
-    if remaining:  # other services of the project stay: route only them
-        digest, chart = chart_digest(project.chart), _chart_id(project.chart)
-        kept = [_release_plan(project, s, cluster, helm, _running_image(helm, s, cluster), digest, chart)
-                for s in remaining]
+    current = helm.current_many([s.id for s in project.services], cluster.namespace)
+    installed = [s for s in services if current[s.id] is not None]
+    kept = installed_plans(project, cluster, current, [s for s in project.services if s not in services and s.route])
+    if kept:  # other services of the project stay: route only them
         routed = routed_services(project, cluster, kept, options.builtin or project.builtin, pinned(kube, cluster))
         progress(f"routing: keeping {', '.join(s.id for s in routed)}")
         result = routing.apply_routing(kube, routed, namespace=cluster.target.namespace,
@@ -609,9 +628,8 @@ def status(deploy_plan: DeployPlan, kube: Kube) -> list[ServiceStatus]:
 def installed(project: Project, cluster: Cluster, kube: Kube, helm: Helm, services: tuple[ServiceConfig, ...],
               builtin: str) -> tuple[list[ReleasePlan], list[fc.AgentService]]:
     """The installed releases of `services` (as they run) and the routing the project implies for the cluster."""
-    digest, chart = chart_digest(project.chart), _chart_id(project.chart)
-    everything = [_release_plan(project, s, cluster, helm, _running_image(helm, s, cluster), digest, chart)
-                  for s in project.services if helm.current(s.id, cluster.namespace) is not None]
+    everything = installed_plans(project, cluster, helm.current_many([s.id for s in project.services],
+                                                                      cluster.namespace), list(project.services))
     chosen = [r for r in everything if r.service in services]
     missing = [s.id for s in services if s.id not in {r.service.id for r in chosen}]
     if missing:

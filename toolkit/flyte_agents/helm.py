@@ -6,6 +6,8 @@
 * Never `disable_validation` (pyhelm3 splits that flag into characters: tooling §1.5), never `recreate_pods`
   (gone in helm 4), never pyhelm3's list concatenation: the caller passes ONE values dict, merged with Helm's rules.
 * `proceedable` runs pyhelm3's get_proceedable_revision (un-sticks pending-install/upgrade/rollback releases).
+* A release's state is ONE `helm status -o json` (it carries revision, status, description and the user-supplied
+  values), and `current_many` asks for several releases concurrently: a no-op deploy is mostly these lookups.
 * Errors become HelmError with helm's own last `Error:` line.
 """
 from __future__ import annotations
@@ -26,13 +28,18 @@ class Revision:
     namespace: str
     revision: int
     status: str  # deployed, failed, pending-install, ...
-    chart: str  # name-version
     description: str
     values: dict  # user-supplied values
 
+    @classmethod
+    def from_status(cls, status: dict, namespace: str) -> Revision:
+        info = status.get("info") or {}
+        return cls(status["name"], namespace, int(status["version"]), str(info.get("status", "unknown")),
+                   info.get("description") or "", status.get("config") or {})
+
     def to_dict(self) -> dict:
         return {"release": self.release, "namespace": self.namespace, "revision": self.revision,
-                "status": self.status, "chart": self.chart, "description": self.description}
+                "status": self.status, "description": self.description}
 
 
 def find_binary(explicit: str | None) -> str:
@@ -64,12 +71,14 @@ class Helm:
         logging.getLogger("pyhelm3.command").setLevel(logging.CRITICAL)
 
         path = find_binary(binary)
+        self.command = pyhelm3.Command(executable=path, kubeconfig=Path(kubeconfig), kubecontext=context or None)
         try:
-            self.client = pyhelm3.Client(executable=path, kubeconfig=Path(kubeconfig), kubecontext=context or None)
+            self.client = pyhelm3.Client(self.command, executable=path)
         except Exception as err:  # noqa: BLE001 - version probe failed: not a helm binary
             raise UserError(f"{path} --version failed ({_message(err)}): pass a helm 3 or 4 binary with --helm") \
                 from None
         self.path = path
+        self._prefetched: tuple[tuple[str, ...], str, dict[str, Revision | None]] | None = None
         self.major = self.client.version.major
         if self.major not in (3, 4):
             raise UserError(f"helm {self.client.version} at {path} is not supported: use helm 3 or 4")
@@ -87,16 +96,31 @@ class Helm:
         return str(self.client.version)
 
     def current(self, release: str, namespace: str) -> Revision | None:
+        return self.current_many([release], namespace)[release]
+
+    def prefetch(self, releases: list[str], namespace: str) -> None:
+        """Look these releases up now, for the next current_many of exactly them (that one call only: later ones ask
+        helm again). The CLI runs this in the background while the Kubernetes client loads."""
+        self._prefetched = (tuple(releases), namespace, self.current_many(releases, namespace))
+
+    def current_many(self, releases: list[str], namespace: str) -> dict[str, Revision | None]:
+        """Each release's current revision (None: not installed), the `helm status` calls run concurrently."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched[:2] == (tuple(releases), namespace):
+            return prefetched[2]
+
+        async def every() -> list[Revision | None]:
+            return list(await asyncio.gather(*(self._status(r, namespace) for r in releases)))
+
+        return dict(zip(releases, self._run(f"status {', '.join(releases)}", every())))
+
+    async def _status(self, release: str, namespace: str) -> Revision | None:
         import pyhelm3.errors
 
-        async def get() -> Revision | None:
-            try:
-                revision = await self.client.get_current_revision(release, namespace=namespace)
-            except pyhelm3.errors.ReleaseNotFoundError:
-                return None
-            return await _revision(revision, namespace)
-
-        return self._run(f"status {release}", get())
+        try:
+            return Revision.from_status(await self.command.status(release, namespace=namespace), namespace)
+        except pyhelm3.errors.ReleaseNotFoundError:
+            return None
 
     def proceedable(self, release: str, namespace: str, timeout: str) -> None:
         self._run(f"recovery of {release}", self.client.get_proceedable_revision(release, namespace=namespace,
@@ -107,10 +131,12 @@ class Helm:
         async def install() -> Revision:
             loaded = await self.client.get_chart(str(chart))
             flag = {"atomic": True} if self.major == 3 else {"rollback_on_failure": True}
-            revision = await self.client.install_or_upgrade_release(
+            await self.client.install_or_upgrade_release(
                 release, loaded, values, namespace=namespace, timeout=timeout, wait=True, cleanup_on_fail=True,
                 create_namespace=False, description=description, **flag)
-            return await _revision(revision, namespace)
+            revision = await self._status(release, namespace)
+            assert revision is not None, f"{release} was installed"
+            return revision
 
         return self._run(f"upgrade --install {release}", install())
 
@@ -138,10 +164,3 @@ class Helm:
 
         return self._run("list", names())
 
-
-async def _revision(revision: Any, namespace: str) -> Revision:
-    metadata = await revision.chart_metadata()
-    values = await revision.values()
-    status = revision.status.value if hasattr(revision.status, "value") else str(revision.status)
-    return Revision(revision.release.name, namespace, revision.revision, status,
-                    f"{metadata.name}-{metadata.version}", revision.description or "", values or {})

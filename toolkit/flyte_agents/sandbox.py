@@ -17,7 +17,7 @@ from . import propeller_target as pt
 from . import routing
 from .errors import KubernetesError, RegistryError, UserError
 from .images import SANDBOX_REGISTRY
-from .kube import Kube
+from .kube import Kube, kubeconfig_contexts, kubeconfig_path
 
 CONTEXT = "flyte-sandbox"
 NAMESPACE = "flyte"
@@ -51,19 +51,15 @@ class Cluster:
 
 def sandbox_kubeconfig(kubeconfig: str | None) -> str:
     """The kubeconfig that has context flyte-sandbox: --kubeconfig, $KUBECONFIG, ~/.kube/config, then flytectl's."""
-    from kubernetes import config
-
     candidates = [kubeconfig] if kubeconfig else [
         os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None, "~/.kube/config", str(FLYTECTL_KUBECONFIG)]
     for candidate in filter(None, candidates):
         path = Path(candidate).expanduser()
-        if not path.is_file():
-            continue
         try:
-            contexts, _ = config.list_kube_config_contexts(config_file=str(path))
-        except Exception:  # noqa: BLE001 - an unusable file just isn't the sandbox's
+            names, _ = kubeconfig_contexts(path)
+        except ValueError:  # missing or unusable: just not the sandbox's
             continue
-        if any(c["name"] == CONTEXT for c in contexts or []):
+        if CONTEXT in names:
             return str(path)
     looked = ", ".join(filter(None, candidates))
     raise UserError(f"the Flyte sandbox is not running (no kube context {CONTEXT} in {looked}): {START}")
@@ -89,8 +85,7 @@ def detect_cluster(kubeconfig: str | None, context: str | None, namespace: str, 
     kube = Kube.connect(kubeconfig, context)
     target, found, source = routing.discover(kube, propeller_namespace, flavor, version)
     assert found is not None
-    path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(Path("~/.kube/config")
-                                                                                     .expanduser())
+    path = str(kubeconfig_path(kubeconfig))
     return Cluster(path, kube.context, namespace, target, found, source, registry, False), kube
 
 

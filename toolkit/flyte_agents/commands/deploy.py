@@ -4,9 +4,9 @@ Progress goes to stderr; stdout carries only the result (a table, or JSON with -
 """
 from __future__ import annotations
 
-import functools
 import json
-import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +22,7 @@ from .. import propeller_target as pt
 from .. import sandbox as sb
 from ..errors import UserError
 from ..helm import Helm
+from ..kube import kubeconfig_path
 from ..project import BUILTIN_MODES, load
 from .build import Reporter, _stdout
 
@@ -74,7 +75,15 @@ class Session:
         if registry:
             registry = tags.validate_registry(registry)
         if kw["sandbox"]:
-            self.cluster, self.kube = sb.detect_sandbox(kw["kubeconfig"], registry)
+            kubeconfig, context, namespace = sb.sandbox_kubeconfig(kw["kubeconfig"]), sb.CONTEXT, sb.NAMESPACE
+        else:
+            kubeconfig, context = str(kubeconfig_path(kw["kubeconfig"])), kw["context"]
+            namespace = kw["namespace"] or self.project.namespace
+        # helm's own start-up and its lookups of the project's releases run while the Kubernetes client loads.
+        helm = _in_background(_open_helm, kw["helm_binary"], kubeconfig, context,
+                              [s.id for s in self.project.services], namespace)
+        if kw["sandbox"]:
+            self.cluster, self.kube = sb.detect_sandbox(kubeconfig, registry)
         else:
             version = fc.FlyteVersion.parse(kw["flyte_version"]) if kw["flyte_version"] else None
             self.cluster, self.kube = sb.detect_cluster(
@@ -82,7 +91,7 @@ class Session:
                 kw["propeller_namespace"], pt.parse_flavor(kw["flavor"]), version, registry)
         if kw["namespace"] and kw["sandbox"] and kw["namespace"] != self.cluster.namespace:
             raise UserError(f"--namespace {kw['namespace']}: sandbox releases go to {self.cluster.namespace}")
-        self.helm = Helm(kw["helm_binary"], self.cluster.kubeconfig, self.cluster.context)
+        self.helm: Helm = helm.result()
         self.progress("target: " + ", ".join(f"{k} {v}" for k, v in (
             ("context", self.cluster.context), ("Flyte", self.cluster.version), ("plugin", self.cluster.naming.plugin),
             ("propeller", f"{self.cluster.target.namespace}/{self.cluster.target.deployment}"),
@@ -102,6 +111,27 @@ class Session:
         from ..docker_adapter import DockerEngine
 
         return DockerEngine.connect()
+
+
+def _open_helm(binary: str | None, kubeconfig: str, context: str | None, releases: list[str],
+               namespace: str) -> Helm:
+    helm = Helm(binary, kubeconfig, context)
+    helm.prefetch(releases, namespace)
+    return helm
+
+
+def _in_background(fn: Callable, *args: Any) -> Future:
+    """fn(*args) in a daemon thread (so an error exit never waits for it); the Future holds its result or error."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread by result()
+            future.set_exception(err)
+
+    threading.Thread(target=run, name=fn.__name__, daemon=True).start()
+    return future
 
 
 def _builtin(session: Session) -> str:
