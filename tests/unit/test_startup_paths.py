@@ -118,3 +118,18 @@ def test_console_script_runs_atexit_handlers(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "flyte-agents" in proc.stdout
     assert marker.read_text() == "yes"
+
+
+def test_ctrl_c_outside_a_deploy_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C where no rollback applies (e.g. during an image build) reaches main() as click's Abort."""
+    import click
+
+    from flyte_agents import cli
+
+    @click.command("interrupted")
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.LazyGroup, "get_command", lambda self, ctx, name: interrupted)
+    assert cli.main(["interrupted"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["error: interrupted (Ctrl-C)"]

@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"error: {err}", err=True)
         return err.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # click's form of Ctrl-C (e.g. during an image build): one line, like the rest
+        click.echo("error: interrupted (Ctrl-C)", err=True)
         return 130
     except click.ClickException as err:
         err.show()
