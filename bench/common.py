@@ -73,6 +73,7 @@ class Row:
     baseline: list[float] = field(default_factory=list)
     unit: str = "s"
     note: str = ""
+    builds: list[float] = field(default_factory=list)  # code change: the image build's share of each sample
 
 
 def interleave(rounds: int, first, second) -> tuple[list, list]:

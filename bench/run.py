@@ -7,13 +7,14 @@ bench/deploy_bench.py and bench/build_bench.py measure; this prints. Options of 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_bench  # noqa: E402
 import deploy_bench  # noqa: E402
-from common import print_table  # noqa: E402
+from common import REPO, print_table  # noqa: E402
 
 
 def main() -> None:
@@ -22,12 +23,18 @@ def main() -> None:
     deploy_bench.add_arguments(parser)
     build_bench.add_arguments(parser)
     args = parser.parse_args()
-    rows = []
+    # Byte-compile the toolkit as a regular `pip install` does: with PYTHONDONTWRITEBYTECODE set (as on some CI
+    # machines) an editable install would otherwise compile every module of ours on every CLI start.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "toolkit")], check=True)
+    rows, goals = [], []
     if args.only != "build":
         rows += deploy_bench.measure(args)
+        goals = deploy_bench.goals(rows)
     if args.only != "deploy":
         rows += build_bench.measure(args)
     print_table(rows)
+    if goals:
+        print("\ngoals:\n" + "\n".join(f"  {line}" for line in goals))
 
 
 if __name__ == "__main__":
