@@ -99,7 +99,8 @@ def load(path: str | Path | None) -> Project:
     try:
         doc = yamlio.load(file.read_text())
     except yamlio.Error as err:
-        raise UserError(f"{file}{yamlio.at_line(err)} is not valid YAML ({getattr(err, 'problem', err)}): fix the syntax") from None
+        raise UserError(f"{file}{yamlio.at_line(err)} is not valid YAML ({getattr(err, 'problem', err)}): fix the "
+                        "syntax") from None
     return parse(doc, file)
 
 

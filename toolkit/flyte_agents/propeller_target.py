@@ -233,7 +233,8 @@ def _documents(path: str, text: str) -> list[Any]:
     try:
         docs = [d for d in yamlio.load_all(text) if d is not None]
     except yamlio.Error as err:
-        raise UserError(f"{path}: not valid YAML{yamlio.at_line(err)}: {getattr(err, 'problem', None) or 'parse error'}") from None
+        problem = getattr(err, "problem", None) or "parse error"
+        raise UserError(f"{path}: not valid YAML{yamlio.at_line(err)}: {problem}") from None
     if not docs:
         raise UserError(f"{path}: is empty: give a ConfigMap manifest, a config file or a values file")
     expanded: list[Any] = []
