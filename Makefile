@@ -6,7 +6,7 @@ FLYTE ?= 1.16
 ENV_SH := .dev/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: help venv env env-down env-status sandbox sandbox-down test unit demo bench clean
+.PHONY: help venv env env-down env-status sandbox sandbox-down test unit demo bench clean goagent
 
 help:
 	@echo "make venv        install the package and its test extras into $(VENV)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test        venv + env + the whole test suite"
 	@echo "make unit        the tests that need no component"
 	@echo "make demo        sandbox stand-in + flyte-agents deploy --sandbox end to end, verified"
+	@echo "make goagent     build the Go agent server the conformance tests run (tests/servers/goagent)"
 	@echo "make bench       deploy loop vs the manual script, CLI start-up, no-op build+push (BENCH_ARGS=...)"
 
 venv: $(VENV)/.installed
@@ -55,3 +56,6 @@ clean:
 
 bench: venv env
 	. $(ENV_SH) && $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+goagent: venv
+	$(VENV)/bin/python -m tests.servers.goagent

@@ -1,0 +1,1 @@
+"""Agent servers the tests build and start themselves (test infrastructure; the product never imports this)."""
