@@ -41,4 +41,4 @@ def test_job_runs_until_its_deadline_and_metadata_survives_propeller():
 
 
 def test_task_runs_locally_through_the_agent():
-    assert demo.DemoTask(name="demo.now")() is None  # no outputs; a failed job would raise
+    assert demo.DemoTask(name="demo.now")().startswith(f"{demo.GREETING} from ")  # a failed job would raise
