@@ -37,7 +37,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
     repository = f"{args.registry}/{name}"
     with tempfile.TemporaryDirectory(prefix="fa-bench-", dir=os.environ.get("FA_BENCH_TMP", "/tmp")) as scratch:
         context = prepare_context(args.context.resolve(), Path(scratch), args.ca_bundle)
-        ours = [sys.executable, "-m", "flyte_agents.cli", "build", str(context), "--name", name, "--registry",
+        ours = [sys.executable, "-m", "flyte_agents.cli.main", "build", str(context), "--name", name, "--registry",
                 args.registry, "--push", "--network", args.network, "-o", "json"]
         plain_tag = f"{repository}:bench-docker"
         # DOCKER_BUILDKIT=0: the legacy builder, the one the Docker SDK (and so flyte-agents) uses.

@@ -34,7 +34,7 @@ class Run:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> Run:
     """`flyte-agents ARGS` as a user runs it: a separate process, real exit code, stdout and stderr apart."""
-    proc = subprocess.run([sys.executable, "-m", "flyte_agents.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "flyte_agents.cli.main", *args], capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, **(env or {})}, timeout=900)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from flyte_agents.kube import Kube
+from flyte_agents.adapters.kube import Kube
 
 PLUGINS_116 = yaml.safe_dump({"tasks": {"task-plugins": {"enabled-plugins": ["container", "sidecar", "spark"],
                                                          "default-for-task-types": {"container": "container"}}}})

@@ -18,8 +18,8 @@ import uuid
 
 import pytest
 
-from flyte_agents import image_tags, images
-from flyte_agents.docker_adapter import DockerEngine
+from flyte_agents.adapters.docker import DockerEngine
+from flyte_agents.workflows import image_tags, images
 
 from .build_support import REPO, remove_images, repository, run_cli, tiny  # noqa: F401 (fixtures)
 

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from flyte_agents import image_tags
+from flyte_agents.imageref import normalize_ref
 
 from .build_support import repository, run_cli, tiny  # noqa: F401 (fixtures)
 
@@ -63,7 +63,7 @@ def test_side_load_imports_verifies_and_then_skips(tiny, repository, sandbox_con
     (image,) = first.json["images"]
     assert (image["side_loaded"], image["pushed"]) == (True, False)
     loaded = ctr_images(sandbox_containerd)
-    assert image_tags.normalize_ref(image["ref"]) in loaded
+    assert normalize_ref(image["ref"]) in loaded
     assert image["image_id"] in loaded  # the CRI plugin names each image by its config digest, the Docker image ID
 
     again = run_cli(*args)

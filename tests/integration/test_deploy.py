@@ -331,7 +331,7 @@ def test_ctrl_c_once_helm_started_leaves_the_cluster_as_it_was(sandbox, kube_api
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flyte_agents.cli", "deploy", "--sandbox", "--project", str(project), "--helm",
+            [sys.executable, "-m", "flyte_agents.cli.main", "deploy", "--sandbox", "--project", str(project), "--helm",
              helm, "--network", "host", "--ca-bundle", HOST_CA_BUNDLE, "--verify-timeout", "90"],
             cwd=REPO, stdout=stdout, stderr=stderr, start_new_session=True)
     try:
@@ -417,12 +417,12 @@ def test_agent_not_serving_a_routed_task_type_fails_before_propeller_is_touched(
 @pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
 def test_conflicts_on_the_configmap_roll_the_releases_back(sandbox, kube_api, image_repository, pod_runner,
                                                            tmp_path, docker_client):
-    from flyte_agents import deploy as dp
-    from flyte_agents.docker_adapter import DockerEngine
+    from flyte_agents.adapters.docker import DockerEngine
+    from flyte_agents.adapters.helm import Helm
     from flyte_agents.errors import ConflictError
-    from flyte_agents.helm import Helm
-    from flyte_agents.project import load
-    from flyte_agents.sandbox import detect_sandbox
+    from flyte_agents.workflows import deploy as dp
+    from flyte_agents.workflows.project import load
+    from flyte_agents.workflows.sandbox import detect_sandbox
 
     helm_path = helm_binary(4)
     project = load(write_project(tmp_path, image_repository))

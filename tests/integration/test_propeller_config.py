@@ -7,19 +7,22 @@ import json
 import pytest
 import yaml
 
-from flyte_agents import flyte_config as fc
-from flyte_agents.cli import main
+from flyte_agents.adapters.kube import Kube
+from flyte_agents.cli.main import main
 from flyte_agents.errors import ConflictError, RolloutTimeout
-from flyte_agents.kube import BACKUP_ANNOTATION, Kube
-from flyte_agents.routing import CONFIG_HASH_ANNOTATION, apply_routing, remove_routing
+from flyte_agents.flyte.config import TOOLKIT_FILE
+from flyte_agents.flyte.services import AgentService
+from flyte_agents.flyte.versions import FlyteVersion, Naming, naming_for
+from flyte_agents.kubeobjects import BACKUP_ANNOTATION
+from flyte_agents.workflows.routing import CONFIG_HASH_ANNOTATION, apply_routing, remove_routing
 from tests.integration.flyte_installs import FLYTE_BINARY_116, PLUGINS_116, install_propeller
 
 pytestmark = [pytest.mark.kube, pytest.mark.sandbox]
 
 NS = "flyte"
 CONFIG_MAPS = ("flyte-sandbox-config", "flyte-sandbox-extra-config")
-SERVICES = [fc.AgentService("my-agent", "k8s://my-agent.flyte:8000", ("my_task",)),
-            fc.AgentService("my-sync", "dns:///my-sync.flyte.svc.cluster.local:8000", ("my_sync_task",), sync=True)]
+SERVICES = [AgentService("my-agent", "k8s://my-agent.flyte:8000", ("my_task",)),
+            AgentService("my-sync", "dns:///my-sync.flyte.svc.cluster.local:8000", ("my_sync_task",), sync=True)]
 SERVICE_ARGS = ["--service", "id=my-agent,endpoint=k8s://my-agent.flyte:8000,task-types=my_task",
                 "--service", "id=my-sync,endpoint=dns:///my-sync.flyte.svc.cluster.local:8000,task-types=my_sync_task,"
                              "sync"]
@@ -53,8 +56,8 @@ def generation(kube: Kube, name: str = "flyte-sandbox", namespace: str = NS) -> 
     return kube.deployment(namespace, name).generation
 
 
-def naming(flyte: str) -> fc.Naming:
-    return fc.naming_for(fc.FlyteVersion.parse(flyte))
+def naming(flyte: str) -> Naming:
+    return naming_for(FlyteVersion.parse(flyte))
 
 
 @BOTH
@@ -68,7 +71,7 @@ def test_apply_is_idempotent_and_remove_restores_byte_for_byte(sandbox, kube, co
     assert f"{first.version.major}.{first.version.minor}" == sandbox
     assert generation(kube) == gen0 + 1
     extra = core.read_namespaced_config_map("flyte-sandbox-extra-config", NS)
-    written = yaml.safe_load(extra.data[fc.TOOLKIT_FILE])["plugins"][names.plugin]
+    written = yaml.safe_load(extra.data[TOOLKIT_FILE])["plugins"][names.plugin]
     assert set(written[names.deployments_key]) == {"my-agent", "my-sync"}
     # the sync service is pinned only before 1.16, where a pin cannot force it async
     assert written[names.for_task_types_key] == (
@@ -114,7 +117,7 @@ def test_concurrent_writer_gets_409_and_retry_keeps_its_change(sandbox, kube, co
     assert result.attempts == 2 and seen[0] != seen[1]  # the first write met a real 409
     data = core.read_namespaced_config_map("flyte-sandbox-extra-config", NS).data
     assert data["999-extra-config.yaml"] == theirs
-    ours = yaml.safe_load(data[fc.TOOLKIT_FILE])
+    ours = yaml.safe_load(data[TOOLKIT_FILE])
     assert ours["tasks"]["task-plugins"]["enabled-plugins"] == ["container", "sidecar", "ray", plugin]
 
     remove_routing(kube, timeout=120)
@@ -197,12 +200,12 @@ def test_flyte_core_and_flyte_binary(kube_api, kube, namespace, flavor, deployme
                       {"enabled_plugins.yaml" if flavor == "flyte-core" else "001-plugins.yaml": PLUGINS_116})
     core = client.CoreV1Api(kube_api)
     original, gen0 = snapshot(core, namespace, [config_map]), generation(kube, deployment, namespace)
-    services = [fc.AgentService("my-agent", "k8s://my-agent.agents:8000", ("my_task", "spark"))]
+    services = [AgentService("my-agent", "k8s://my-agent.agents:8000", ("my_task", "spark"))]
 
     result = apply_routing(kube, services, namespace=namespace, timeout=60)
     assert result.target.flavor.value == flavor and str(result.version) == "1.16.8"
     assert result.restarted and generation(kube, deployment, namespace) == gen0 + 1
-    ours = yaml.safe_load(core.read_namespaced_config_map(config_map, namespace).data[fc.TOOLKIT_FILE])
+    ours = yaml.safe_load(core.read_namespaced_config_map(config_map, namespace).data[TOOLKIT_FILE])
     assert ours["tasks"]["task-plugins"] == {"enabled-plugins": ["container", "sidecar", "spark", "connector-service"],
                                              "default-for-task-types": {"spark": "connector-service"}}
     assert bool(result.notes) is (flavor == "flyte-binary")  # the endpoints RBAC note

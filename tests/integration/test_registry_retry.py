@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flyte_agents import images
-from flyte_agents.docker_adapter import DockerEngine
+from flyte_agents.adapters.docker import DockerEngine
+from flyte_agents.adapters.registry import RegistryClient, Retry
 from flyte_agents.errors import RegistryError
-from flyte_agents.registry import RegistryClient, Retry
+from flyte_agents.workflows import images
 
 from .build_support import remove_images, tiny  # noqa: F401 (fixture)
 

@@ -1,11 +1,11 @@
-"""Parsing of the Engine's build and push streams (flyte_agents.docker_adapter), on chunk shapes recorded from
+"""Parsing of the Engine's build and push streams (flyte_agents.adapters.docker), on chunk shapes recorded from
 Docker Engine 20.10. The same code runs against the real Engine in tests/integration/test_build*.py; these cases
 pin down the shapes a single real run does not produce on demand (a line split across chunks, no aux ID)."""
 from __future__ import annotations
 
 import pytest
 
-from flyte_agents import docker_adapter as da
+from flyte_agents.adapters import docker as da
 from flyte_agents.errors import BuildStepFailed, DockerfileError
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from flyte_agents import flyte_config as fc
-from flyte_agents.cli import main
+from flyte_agents.cli.main import main
 from flyte_agents.errors import UserError
+from flyte_agents.flyte.config import ConfigFile, PropellerConfig
+from flyte_agents.flyte.services import AgentService
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "propeller"
 SANDBOX = str(DATA / "sandbox-1.16.yaml")
@@ -135,12 +136,12 @@ def test_there_are_at_least_25_malformed_inputs():
 
 
 @pytest.mark.parametrize("make, fragment", [
-    (lambda: fc.PropellerConfig((fc.ConfigFile("a.yaml", ""), fc.ConfigFile("a.yaml", "")),), "given twice"),
-    (lambda: fc.PropellerConfig((fc.ConfigFile("a.yml", ""),)), "does not end in .yaml"),
-    (lambda: fc.AgentService("", "k8s://a.b:1", ("t",)).validate(), "id is empty"),
-    (lambda: fc.AgentService("a", "k8s://a.b:1", ("t", "t")).validate(), "lists a task type twice"),
-    (lambda: fc.AgentService("a", "k8s://a.b:1", ("",)).validate(), "empty"),
-    (lambda: fc.AgentService("a", "k8s://a.b:1", ("t",), timeout="soon").validate(), "not a Go duration"),
+    (lambda: PropellerConfig((ConfigFile("a.yaml", ""), ConfigFile("a.yaml", "")),), "given twice"),
+    (lambda: PropellerConfig((ConfigFile("a.yml", ""),)), "does not end in .yaml"),
+    (lambda: AgentService("", "k8s://a.b:1", ("t",)).validate(), "id is empty"),
+    (lambda: AgentService("a", "k8s://a.b:1", ("t", "t")).validate(), "lists a task type twice"),
+    (lambda: AgentService("a", "k8s://a.b:1", ("",)).validate(), "empty"),
+    (lambda: AgentService("a", "k8s://a.b:1", ("t",), timeout="soon").validate(), "not a Go duration"),
 ])
 def test_pure_module_rejects_malformed_values(make, fragment):
     with pytest.raises(UserError, match=fragment) as info:

@@ -1,4 +1,4 @@
-"""Table-driven tests of the pure propeller config engine (flyte_agents.flyte_config).
+"""Table-driven tests of the pure propeller config engine (flyte_agents.flyte).
 
 Expected values come from Flyte's code and charts (viper mergeMaps, cleanString, the agent/connector config
 structs, the sandbox's 001-plugins.yaml), not from running the implementation.
@@ -10,27 +10,37 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flyte_agents import flyte_config as fc
 from flyte_agents.errors import UserError
+from flyte_agents.flyte.config import (ConfigFile, MergeEvent, PluginView, PropellerConfig, TOOLKIT_FILE, effective,
+                                       slice_to_map)
+from flyte_agents.flyte.endpoints import Endpoint, dns_endpoint, k8s_endpoint, parse_endpoint
+from flyte_agents.flyte.lint import lint
+from flyte_agents.flyte.plan import RoutingPlan, plan_routing
+from flyte_agents.flyte.services import AgentService
+from flyte_agents.flyte.serving import discover_task_types, pinned_task_types, routing_check
+from flyte_agents.flyte.versions import (AGENT_NAMING, CONNECTOR_NAMING, FlyteVersion, ROUND_ROBIN,
+                                         chart_default_endpoint, chart_default_task_plugins, code_default_timeout,
+                                         echo_swallows_unknown_types, naming_for, pins_override_discovery,
+                                         plugin_exists, round_robin_is_default, version_from_image)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "propeller"
-V = fc.FlyteVersion.parse
+V = FlyteVersion.parse
 AGENT_VERSIONS = ["1.13.0", "1.14.1", "1.15.3"]
 CONNECTOR_VERSIONS = ["1.16.0", "1.16.8"]
 ALL_VERSIONS = AGENT_VERSIONS + CONNECTOR_VERSIONS
 
 
-def sandbox_config(flyte: str) -> fc.PropellerConfig:
+def sandbox_config(flyte: str) -> PropellerConfig:
     """The sandbox's ConfigMaps of test data, as propeller's config files."""
     files = []
     for doc in yaml.safe_load_all((DATA / f"sandbox-{flyte}.yaml").read_text()):
         for key, text in (doc.get("data") or {}).items():
-            files.append(fc.ConfigFile(key, text, doc["metadata"]["name"]))
-    return fc.PropellerConfig(tuple(files))
+            files.append(ConfigFile(key, text, doc["metadata"]["name"]))
+    return PropellerConfig(tuple(files))
 
 
-def cfg(*docs: tuple[str, str]) -> fc.PropellerConfig:
-    return fc.PropellerConfig(tuple(fc.ConfigFile(name, text) for name, text in docs))
+def cfg(*docs: tuple[str, str]) -> PropellerConfig:
+    return PropellerConfig(tuple(ConfigFile(name, text) for name, text in docs))
 
 
 def plugins_file(enabled: list[str], defaults: dict | None = None, section: dict | None = None,
@@ -42,12 +52,12 @@ def plugins_file(enabled: list[str], defaults: dict | None = None, section: dict
     return yaml.safe_dump(doc)
 
 
-def svc(id_="my-agent", types=("my_task",), **kw) -> fc.AgentService:
-    return fc.AgentService(id_, kw.pop("endpoint", f"k8s://{id_}.flyte:8000"), tuple(types), **kw)
+def svc(id_="my-agent", types=("my_task",), **kw) -> AgentService:
+    return AgentService(id_, kw.pop("endpoint", f"k8s://{id_}.flyte:8000"), tuple(types), **kw)
 
 
-def routing_of(plan: fc.RoutingPlan) -> fc.PluginView:
-    return fc.effective(plan.after).plugins[plan.naming.plugin]
+def routing_of(plan: RoutingPlan) -> PluginView:
+    return effective(plan.after).plugins[plan.naming.plugin]
 
 
 # ------------------------------------------------------------------------------------------------ versions, naming
@@ -71,7 +81,7 @@ def test_version_parse_rejects(text, message):
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_naming_by_version(version):
-    naming = fc.naming_for(V(version))
+    naming = naming_for(V(version))
     connector = version in CONNECTOR_VERSIONS
     expected = (("connector-service", "defaultConnector", "connectors", "connectorForTaskTypes", "flyteconnector")
                 if connector else ("agent-service", "defaultAgent", "agents", "agentForTaskTypes", "flyteagent"))
@@ -85,7 +95,7 @@ def test_naming_by_version(version):
     ("agent-service", "1.16.8", "3s"), ("connector-service", "1.16.0", "10s"),
 ])
 def test_code_default_timeout(plugin, version, expected):
-    assert fc.code_default_timeout(plugin, V(version)) == expected
+    assert code_default_timeout(plugin, V(version)) == expected
 
 
 @pytest.mark.parametrize("version, round_robin, pins_win, echo_default, connector_exists", [
@@ -95,11 +105,11 @@ def test_code_default_timeout(plugin, version, expected):
 ])
 def test_version_behaviours(version, round_robin, pins_win, echo_default, connector_exists):
     v = V(version)
-    assert fc.round_robin_is_default(v) is round_robin
-    assert fc.pins_override_discovery(v) is pins_win
-    assert fc.echo_swallows_unknown_types(v) is echo_default
-    assert fc.plugin_exists("connector-service", v) is connector_exists
-    assert fc.plugin_exists("agent-service", v)
+    assert round_robin_is_default(v) is round_robin
+    assert pins_override_discovery(v) is pins_win
+    assert echo_swallows_unknown_types(v) is echo_default
+    assert plugin_exists("connector-service", v) is connector_exists
+    assert plugin_exists("agent-service", v)
 
 
 @pytest.mark.parametrize("image, expected", [
@@ -111,7 +121,7 @@ def test_version_behaviours(version, round_robin, pins_win, echo_default, connec
     ("registry/flytecopilot:v0.9.0", None),
 ])
 def test_version_from_image(image, expected):
-    found = fc.version_from_image(image)
+    found = version_from_image(image)
     assert (str(found) if found else None) == expected
 
 
@@ -126,7 +136,7 @@ def test_version_from_image(image, expected):
     ("passthrough:///10.0.0.1:9000", "passthrough", "10.0.0.1", 9000, ""),
 ])
 def test_parse_endpoint(text, scheme, host, port, namespace):
-    endpoint = fc.parse_endpoint(text)
+    endpoint = parse_endpoint(text)
     assert (endpoint.scheme, endpoint.host, endpoint.port, endpoint.namespace) == (scheme, host, port, namespace)
     assert endpoint.needs_endpoints_rbac is (scheme == "k8s")
 
@@ -138,12 +148,12 @@ def test_parse_endpoint(text, scheme, host, port, namespace):
 ])
 def test_parse_endpoint_rejects(text, message):
     with pytest.raises(UserError, match=message):
-        fc.parse_endpoint(text)
+        parse_endpoint(text)
 
 
 def test_endpoint_helpers_produce_parseable_targets():
-    assert fc.parse_endpoint(fc.k8s_endpoint("a", "b", 8000)) == fc.Endpoint("k8s", "a.b", 8000)
-    assert fc.parse_endpoint(fc.dns_endpoint("a", "b", 81)).host == "a.b.svc.cluster.local"
+    assert parse_endpoint(k8s_endpoint("a", "b", 8000)) == Endpoint("k8s", "a.b", 8000)
+    assert parse_endpoint(dns_endpoint("a", "b", 81)).host == "a.b.svc.cluster.local"
 
 
 # ------------------------------------------------------------------------------------------------ merge semantics
@@ -167,7 +177,7 @@ def test_endpoint_helpers_produce_parseable_targets():
     ("a: 1", "t: [{GetTask: 10s}]", {"a": 1, "t": [{"GetTask": "10s"}]}, None),
 ])
 def test_merge(earlier, later, expected, event):
-    events: list[fc.MergeEvent] = []
+    events: list[MergeEvent] = []
     merged = cfg(("001.yaml", earlier), ("002.yaml", later)).merged(events)
     assert merged == expected
     assert [e.kind for e in events] == ([event] if event else [])
@@ -182,7 +192,7 @@ def test_files_merge_in_lexical_order_not_given_order():
 def test_toolkit_file_sorts_after_every_flavors_files():
     names = ["000-core.yaml", "100-inline-config.yaml", "999-extra-config.yaml", "012-database-secrets.yaml",
              "task_logs.yaml", "storage.yaml", "resource_manager.yaml", "connector_service.yaml"]
-    assert sorted(names + [fc.TOOLKIT_FILE], key=str.encode)[-1] == fc.TOOLKIT_FILE
+    assert sorted(names + [TOOLKIT_FILE], key=str.encode)[-1] == TOOLKIT_FILE
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -190,11 +200,11 @@ def test_toolkit_file_sorts_after_every_flavors_files():
     ([{"a": "x"}, {"a": "z"}], {"a": "z"}), (None, {}), ("junk", {}),
 ])
 def test_slice_to_map(value, expected):
-    assert fc.slice_to_map(value) == expected
+    assert slice_to_map(value) == expected
 
 
 def test_effective_view_cleans_plugin_names_like_propeller():
-    view = fc.effective(cfg(("a.yaml", plugins_file([" Container ", "AGENT-SERVICE"],
+    view = effective(cfg(("a.yaml", plugins_file([" Container ", "AGENT-SERVICE"],
                                                     {"Spark": " Agent-Service "}))).merged())
     assert view.enabled_plugins == ("container", "agent-service")
     assert view.default_for_task_types == {"spark": "agent-service"}
@@ -206,8 +216,8 @@ def test_effective_view_cleans_plugin_names_like_propeller():
 @pytest.mark.parametrize("flyte", ["1.15", "1.16"])
 def test_plan_on_sandbox_adds_deployment_and_pins_only(flyte):
     version = V("1.15.3" if flyte == "1.15" else "1.16.8")
-    plan = fc.plan_routing(sandbox_config(flyte), version, [svc()])
-    naming = fc.naming_for(version)
+    plan = plan_routing(sandbox_config(flyte), version, [svc()])
+    naming = naming_for(version)
     # the sandbox already enables the plugin: the list is left alone (not frozen into our file)
     assert "tasks" not in plan.content
     section = plan.content["plugins"][naming.plugin]
@@ -228,8 +238,8 @@ def test_plan_on_sandbox_adds_deployment_and_pins_only(flyte):
     ["ray", "container"],
 ])
 def test_plan_adds_plugin_keeping_user_plugins_in_order(version, user_plugins):
-    naming = fc.naming_for(V(version))
-    plan = fc.plan_routing(cfg(("001-plugins.yaml", plugins_file(user_plugins))), V(version), [svc()])
+    naming = naming_for(V(version))
+    plan = plan_routing(cfg(("001-plugins.yaml", plugins_file(user_plugins))), V(version), [svc()])
     enabled = plan.content["tasks"]["task-plugins"]["enabled-plugins"]
     assert enabled == user_plugins + [naming.plugin]
     assert plan.enabled_plugins == tuple(user_plugins + [naming.plugin])
@@ -238,9 +248,9 @@ def test_plan_adds_plugin_keeping_user_plugins_in_order(version, user_plugins):
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_plan_leaves_enabled_plugins_alone_when_plugin_present(version):
-    naming = fc.naming_for(V(version))
+    naming = naming_for(V(version))
     user = ["container", naming.plugin, "spark"]
-    plan = fc.plan_routing(cfg(("001-plugins.yaml", plugins_file(user))), V(version), [svc()])
+    plan = plan_routing(cfg(("001-plugins.yaml", plugins_file(user))), V(version), [svc()])
     assert "tasks" not in plan.content
     assert plan.enabled_plugins == tuple(user)
 
@@ -248,19 +258,19 @@ def test_plan_leaves_enabled_plugins_alone_when_plugin_present(version):
 @pytest.mark.parametrize("version", CONNECTOR_VERSIONS)
 def test_plan_on_1_16_with_legacy_agent_plugin_pins_types_to_connector(version):
     user = ["container", "sidecar", "agent-service", "echo"]
-    plan = fc.plan_routing(cfg(("001-plugins.yaml", plugins_file(user))), V(version), [svc(types=("a", "b"))])
+    plan = plan_routing(cfg(("001-plugins.yaml", plugins_file(user))), V(version), [svc(types=("a", "b"))])
     task_plugins = plan.content["tasks"]["task-plugins"]
     assert task_plugins["enabled-plugins"] == ["container", "sidecar", "agent-service", "connector-service", "echo"]
     assert task_plugins["default-for-task-types"] == {"a": "connector-service", "b": "connector-service"}
-    assert fc.effective(plan.after).default_for_task_types["container"] == "container"  # the map merged
+    assert effective(plan.after).default_for_task_types["container"] == "container"  # the map merged
     assert any(f.rule == "legacy-naming" for f in plan.findings)
     assert any(f.rule == "both-agent-plugins" for f in plan.findings)
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_plan_replaces_empty_enabled_plugins_with_explicit_list(version):
-    naming = fc.naming_for(V(version))
-    plan = fc.plan_routing(cfg(("001.yaml", "tasks: {task-plugins: {enabled-plugins: []}}")), V(version), [svc()])
+    naming = naming_for(V(version))
+    plan = plan_routing(cfg(("001.yaml", "tasks: {task-plugins: {enabled-plugins: []}}")), V(version), [svc()])
     assert plan.content["tasks"]["task-plugins"]["enabled-plugins"] == [
         "container", "sidecar", "k8s-array", naming.plugin, "echo"]
     rules = [f.rule for f in plan.findings]
@@ -271,30 +281,30 @@ def test_plan_replaces_empty_enabled_plugins_with_explicit_list(version):
 @pytest.mark.parametrize("plugin, task_type", [("spark", "spark"), ("databricks", "spark"), ("ray", "ray"),
                                                ("bigquery", "bigquery_query_job_task")])
 def test_plan_pins_types_another_enabled_plugin_registers(version, plugin, task_type):
-    naming = fc.naming_for(V(version))
+    naming = naming_for(V(version))
     config = cfg(("001.yaml", plugins_file(["container", plugin, naming.plugin])))
-    plan = fc.plan_routing(config, V(version), [svc(types=(task_type, "other_task"))])
+    plan = plan_routing(config, V(version), [svc(types=(task_type, "other_task"))])
     assert plan.content["tasks"]["task-plugins"]["default-for-task-types"] == {task_type: naming.plugin}
-    assert fc.effective(plan.after).default_for_task_types[task_type] == naming.plugin
+    assert effective(plan.after).default_for_task_types[task_type] == naming.plugin
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_plan_overrides_existing_pin_to_another_plugin(version):
-    naming = fc.naming_for(V(version))
+    naming = naming_for(V(version))
     config = cfg(("001.yaml", plugins_file(["container", naming.plugin], {"my_task": "container"})))
-    plan = fc.plan_routing(config, V(version), [svc()])
+    plan = plan_routing(config, V(version), [svc()])
     assert plan.content["tasks"]["task-plugins"]["default-for-task-types"] == {"my_task": naming.plugin}
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 @pytest.mark.parametrize("form", ["map", "list"])
 def test_plan_respects_map_and_list_forms_of_existing_pins(version, form):
-    naming = fc.naming_for(V(version))
+    naming = naming_for(V(version))
     pins = {"their_task": "theirs", "my_task": "theirs"}
     section = {naming.deployments_key: {"theirs": {"endpoint": "k8s://theirs.flyte:8000", "defaultTimeout": "5s"}},
                naming.for_task_types_key: pins if form == "map" else [{k: v} for k, v in pins.items()]}
     config = cfg(("001.yaml", plugins_file(["container", naming.plugin], section=section, plugin=naming.plugin)))
-    plan = fc.plan_routing(config, V(version), [svc()])
+    plan = plan_routing(config, V(version), [svc()])
     written = plan.content["plugins"][naming.plugin][naming.for_task_types_key]
     if form == "map":
         assert written == {"my_task": "my-agent"}  # maps merge: only our entry
@@ -307,26 +317,26 @@ def test_plan_respects_map_and_list_forms_of_existing_pins(version, form):
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_plan_with_preexisting_identical_agent_changes_nothing(version):
-    naming = fc.naming_for(V(version))
+    naming = naming_for(V(version))
     desired = {"endpoint": "k8s://my-agent.flyte:8000", "insecure": True, "defaultTimeout": "10s"}
-    if not fc.round_robin_is_default(V(version)):
-        desired["defaultServiceConfig"] = fc.ROUND_ROBIN
+    if not round_robin_is_default(V(version)):
+        desired["defaultServiceConfig"] = ROUND_ROBIN
     section = {naming.deployments_key: {"my-agent": desired}, naming.for_task_types_key: {"my_task": "my-agent"}}
     config = cfg(("001.yaml", plugins_file(["container", naming.plugin], section=section, plugin=naming.plugin)))
-    plan = fc.plan_routing(config, V(version), [svc()])
+    plan = plan_routing(config, V(version), [svc()])
     assert plan.content == {} and plan.text == "" and not plan.changes_effective_config
     assert plan.config_file() is None
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_plan_writes_only_the_fields_that_differ(version):
-    naming = fc.naming_for(V(version))
+    naming = naming_for(V(version))
     section = {naming.deployments_key: {"my-agent": {"endpoint": "k8s://old.flyte:8000", "insecure": True,
                                                      "defaultTimeout": "10s",
-                                                     "defaultServiceConfig": fc.ROUND_ROBIN}},
+                                                     "defaultServiceConfig": ROUND_ROBIN}},
                naming.for_task_types_key: {"my_task": "my-agent"}}
     config = cfg(("001.yaml", plugins_file(["container", naming.plugin], section=section, plugin=naming.plugin)))
-    plan = fc.plan_routing(config, V(version), [svc()])
+    plan = plan_routing(config, V(version), [svc()])
     assert plan.content == {"plugins": {naming.plugin: {naming.deployments_key: {
         "my-agent": {"endpoint": "k8s://my-agent.flyte:8000"}}}}}
 
@@ -334,16 +344,16 @@ def test_plan_writes_only_the_fields_that_differ(version):
 @pytest.mark.parametrize("version, expected", [("1.13.0", True), ("1.14.1", True), ("1.15.0", False),
                                                ("1.16.8", False)])
 def test_plan_sets_round_robin_where_it_is_not_the_default(version, expected):
-    plan = fc.plan_routing(sandbox_config("1.15"), V(version), [svc()])
-    naming = fc.naming_for(V(version))
+    plan = plan_routing(sandbox_config("1.15"), V(version), [svc()])
+    naming = naming_for(V(version))
     deployment = plan.content["plugins"][naming.plugin][naming.deployments_key]["my-agent"]
     assert ("defaultServiceConfig" in deployment) is expected
 
 
 @pytest.mark.parametrize("version, pinned", [(v, v in AGENT_VERSIONS) for v in ALL_VERSIONS])
 def test_sync_services_are_not_pinned_from_1_16(version, pinned):
-    plan = fc.plan_routing(sandbox_config("1.16"), V(version), [svc("sync-one", ("sync_task",), sync=True)])
-    naming = fc.naming_for(V(version))
+    plan = plan_routing(sandbox_config("1.16"), V(version), [svc("sync-one", ("sync_task",), sync=True)])
+    naming = naming_for(V(version))
     section = plan.content["plugins"][naming.plugin]
     assert ("sync_task" in section.get(naming.for_task_types_key, {})) is pinned
     assert "sync-one" in section[naming.deployments_key]  # still polled, so discovery routes it
@@ -354,14 +364,14 @@ def test_sync_service_already_pinned_on_1_16_is_reported():
                "connectorForTaskTypes": {"sync_task": "old"}}
     config = cfg(("001.yaml", plugins_file(["container", "connector-service"], section=section,
                                            plugin="connector-service")))
-    plan = fc.plan_routing(config, V("1.16.8"), [svc("sync-one", ("sync_task",), sync=True)])
+    plan = plan_routing(config, V("1.16.8"), [svc("sync-one", ("sync_task",), sync=True)])
     assert [f.rule for f in plan.findings if f.severity == "error"] == ["sync-pinned", "sync-pinned"]
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_default_service_becomes_default_deployment(version):
-    naming = fc.naming_for(V(version))
-    plan = fc.plan_routing(sandbox_config("1.16" if version in CONNECTOR_VERSIONS else "1.15"), V(version),
+    naming = naming_for(V(version))
+    plan = plan_routing(sandbox_config("1.16" if version in CONNECTOR_VERSIONS else "1.15"), V(version),
                            [svc("main", ("a",), default=True, timeout="30s"), svc("extra", ("b",))])
     section = plan.content["plugins"][naming.plugin]
     assert section[naming.default_key]["endpoint"] == "k8s://main.flyte:8000"
@@ -376,32 +386,32 @@ def test_default_service_becomes_default_deployment(version):
 @pytest.mark.parametrize("flyte", ["1.15", "1.16"])
 def test_plan_is_idempotent(version, flyte):
     services = [svc("a", ("t1", "spark")), svc("b", ("t2",), sync=True), svc("c", ("t3",), default=True)]
-    plan = fc.plan_routing(sandbox_config(flyte), V(version), services)
-    again = fc.plan_routing(sandbox_config(flyte).with_file(plan.config_file()), V(version), services)
+    plan = plan_routing(sandbox_config(flyte), V(version), services)
+    again = plan_routing(sandbox_config(flyte).with_file(plan.config_file()), V(version), services)
     assert again.content == plan.content and again.after == plan.after
     with_ours = sandbox_config(flyte).with_file(plan.config_file())
-    assert with_ours.merged() == plan.after != with_ours.without(fc.TOOLKIT_FILE).merged()
+    assert with_ours.merged() == plan.after != with_ours.without(TOOLKIT_FILE).merged()
 
 
 def test_plan_with_no_services_changes_nothing():
-    plan = fc.plan_routing(sandbox_config("1.16"), V("1.16.8"), [])
+    plan = plan_routing(sandbox_config("1.16"), V("1.16.8"), [])
     assert plan.content == {} and plan.before == plan.after
 
 
 def test_plan_reports_files_loading_after_ours():
-    config = sandbox_config("1.16").with_file(fc.ConfigFile("zzz-late.yaml", "a: 1"))
-    plan = fc.plan_routing(config, V("1.16.8"), [svc()])
+    config = sandbox_config("1.16").with_file(ConfigFile("zzz-late.yaml", "a: 1"))
+    plan = plan_routing(config, V("1.16.8"), [svc()])
     assert any(f.rule == "overridden-by-later-file" and "zzz-late.yaml" in f.message for f in plan.findings)
 
 
 def test_plan_flags_endpoints_rbac_only_for_k8s_resolver():
-    assert fc.plan_routing(sandbox_config("1.16"), V("1.16.8"), [svc()]).endpoints_rbac
-    dns = svc(endpoint=fc.dns_endpoint("my-agent", "flyte", 8000))
-    assert not fc.plan_routing(sandbox_config("1.16"), V("1.16.8"), [dns]).endpoints_rbac
+    assert plan_routing(sandbox_config("1.16"), V("1.16.8"), [svc()]).endpoints_rbac
+    dns = svc(endpoint=dns_endpoint("my-agent", "flyte", 8000))
+    assert not plan_routing(sandbox_config("1.16"), V("1.16.8"), [dns]).endpoints_rbac
 
 
 def test_effective_diff_shows_only_routing_sections():
-    plan = fc.plan_routing(sandbox_config("1.16"), V("1.16.8"), [svc()])
+    plan = plan_routing(sandbox_config("1.16"), V("1.16.8"), [svc()])
     diff = plan.effective_diff()
     assert "+    connectors:" in diff and "+      my_task: my-agent" in diff
     assert "miniostorage" not in diff and "postgres" not in diff
@@ -410,7 +420,7 @@ def test_effective_diff_shows_only_routing_sections():
 def test_plan_json_is_serializable():
     import json
 
-    data = json.loads(json.dumps(fc.plan_routing(sandbox_config("1.15"), V("1.15.3"), [svc()]).to_dict()))
+    data = json.loads(json.dumps(plan_routing(sandbox_config("1.15"), V("1.15.3"), [svc()]).to_dict()))
     assert data["plugin"] == "agent-service" and data["changes_effective_config"] is True
 
 
@@ -420,12 +430,12 @@ CLEAN = plugins_file(["container", "agent-service"], section={"defaultAgent": {
     "endpoint": "k8s://flyteagent.flyte:8000", "defaultTimeout": "10s"}})
 
 
-def rules(config: fc.PropellerConfig, version: str = "1.15.3", services=()) -> set[str]:
-    return {f.rule for f in fc.lint(config, V(version), services)}
+def rules(config: PropellerConfig, version: str = "1.15.3", services=()) -> set[str]:
+    return {f.rule for f in lint(config, V(version), services)}
 
 
 def test_lint_clean_config_has_no_findings():
-    assert fc.lint(cfg(("001.yaml", CLEAN)), V("1.15.3")) == []
+    assert lint(cfg(("001.yaml", CLEAN)), V("1.15.3")) == []
 
 
 LINT_CASES = [
@@ -476,7 +486,7 @@ LINT_CASES = [
 
 @pytest.mark.parametrize("rule, version, files", LINT_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(LINT_CASES)])
 def test_lint_rule_fires(rule, version, files):
-    findings = [f for f in fc.lint(cfg(*files), V(version)) if f.rule == rule]
+    findings = [f for f in lint(cfg(*files), V(version)) if f.rule == rule]
     assert findings, f"{rule} did not fire"
     for finding in findings:
         assert finding.severity in ("error", "warning", "info")
@@ -515,14 +525,14 @@ def test_lint_rule_stays_quiet_when_correct(rule, version, files):
 
 @pytest.mark.parametrize("flyte, version", [("1.15", "1.15.3"), ("1.16", "1.16.8")])
 def test_lint_of_the_sandbox_reports_the_ignored_timeouts(flyte, version):
-    findings = fc.lint(sandbox_config(flyte), V(version))
+    findings = lint(sandbox_config(flyte), V(version))
     assert [f.rule for f in findings] == ["lowercased-timeouts"]
     assert "GetTask" in findings[0].message
 
 
 def test_missing_deployment_after_lowercasing_names_the_lowercased_id():
     section = {"agents": {"MyAgent": {"endpoint": "k8s://a.b:1"}}, "agentForTaskTypes": {"t": "MyAgent"}}
-    findings = fc.lint(cfg(("001.yaml", plugins_file(["container", "agent-service"], section=section))), V("1.15.3"))
+    findings = lint(cfg(("001.yaml", plugins_file(["container", "agent-service"], section=section))), V("1.15.3"))
     missing = [f for f in findings if f.rule == "missing-deployment"]
     assert len(missing) == 1 and "'myagent' after lowercasing" in missing[0].fix
 
@@ -535,10 +545,10 @@ def test_lint_flags_desired_sync_service_pinned_by_existing_config():
 
 
 def test_chart_defaults_by_version():
-    assert fc.chart_default_endpoint(fc.AGENT_NAMING, V("1.14.1")) == "dns:///flyteagent.flyte.svc.cluster.local:8000"
-    assert fc.chart_default_endpoint(fc.CONNECTOR_NAMING, V("1.16.0")) == "k8s://flyteconnector.flyte:8000"
-    assert "echo" not in fc.chart_default_task_plugins(V("1.13.0"))["enabled-plugins"]
-    assert fc.chart_default_task_plugins(V("1.16.0"))["enabled-plugins"][3] == "connector-service"
+    assert chart_default_endpoint(AGENT_NAMING, V("1.14.1")) == "dns:///flyteagent.flyte.svc.cluster.local:8000"
+    assert chart_default_endpoint(CONNECTOR_NAMING, V("1.16.0")) == "k8s://flyteconnector.flyte:8000"
+    assert "echo" not in chart_default_task_plugins(V("1.13.0"))["enabled-plugins"]
+    assert chart_default_task_plugins(V("1.16.0"))["enabled-plugins"][3] == "connector-service"
 
 
 # ------------------------------------------------------------------------------------------------ discovery
@@ -557,16 +567,16 @@ def test_chart_defaults_by_version():
     ([], (), (), ()),
 ], ids=["builtins-excluded", "sync-marked", "every-pod", "only-builtins", "no-pods"])
 def test_discovered_task_types_selection(pods, routed, sync, builtin):
-    found = fc.discover_task_types(pods)
+    found = discover_task_types(pods)
     assert (found.task_types, found.sync_task_types, found.builtin) == (routed, sync, builtin)
 
 
 @pytest.mark.parametrize("version, pinned", [(v, v in AGENT_VERSIONS) for v in ALL_VERSIONS])
 def test_discovered_sync_types_of_an_async_service_are_not_pinned_from_1_16(version, pinned):
     mixed = svc("mixed", ("async_task", "sync_task"), sync_task_types=("sync_task",))
-    plan = fc.plan_routing(sandbox_config("1.16"), V(version), [mixed])
-    pins = plan.content["plugins"][fc.naming_for(V(version)).plugin][fc.naming_for(V(version)).for_task_types_key]
+    plan = plan_routing(sandbox_config("1.16"), V(version), [mixed])
+    pins = plan.content["plugins"][naming_for(V(version)).plugin][naming_for(V(version)).for_task_types_key]
     assert pins == ({"async_task": "mixed", "sync_task": "mixed"} if pinned else {"async_task": "mixed"})
     served = {"mixed": {"async_task", "sync_task"}}
-    assert fc.routing_check(plan.after, V(version), [mixed], served) == []
-    assert fc.pinned_task_types(plan.after, V(version))["mixed"] == tuple(sorted(pins))
+    assert routing_check(plan.after, V(version), [mixed], served) == []
+    assert pinned_task_types(plan.after, V(version))["mixed"] == tuple(sorted(pins))

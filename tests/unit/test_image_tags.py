@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from flyte_agents import image_tags as t
 from flyte_agents.errors import UserError
+from flyte_agents.imageref import normalize_ref, split_registry, validate_registry, validate_repository
+from flyte_agents.workflows import image_tags as t
 
 # ------------------------------------------------------------------------------------------------ parsing
 
@@ -398,31 +399,31 @@ def test_git_state_reports_head_and_dirtiness_of_the_build_inputs_only(tmp_path)
     ("[::1]:5000", "[::1]:5000"), ("myorg", "myorg"), ("Registry.Example.COM", "Registry.Example.COM"),
 ])
 def test_valid_registries(value, expected):
-    assert t.validate_registry(value) == expected
+    assert validate_registry(value) == expected
 
 
 @pytest.mark.parametrize("value", ["Bad Registry!", "http://localhost:5000", "registry.example.com/MyOrg", "",
                                    "a..b:5000", "-x.io", "MyOrg", "localhost:port", "registry.example.com//org"])
 def test_invalid_registries_name_the_option(value):
     with pytest.raises(UserError, match=r"^--registry .* is not a registry name"):
-        t.validate_registry(value)
+        validate_registry(value)
 
 
 def test_split_registry_follows_docker_hub_rules():
-    assert t.split_registry("localhost:30000") == ("localhost:30000", "")
-    assert t.split_registry("registry.example.com/org/sub") == ("registry.example.com", "org/sub")
-    assert t.split_registry("localhost/ns") == ("localhost", "ns")
-    assert t.split_registry("myorg/team") == ("docker.io", "myorg/team")
+    assert split_registry("localhost:30000") == ("localhost:30000", "")
+    assert split_registry("registry.example.com/org/sub") == ("registry.example.com", "org/sub")
+    assert split_registry("localhost/ns") == ("localhost", "ns")
+    assert split_registry("myorg/team") == ("docker.io", "myorg/team")
 
 
 @pytest.mark.parametrize("value, ok", [("my-agent", True), ("127.0.0.1:30000/fa/agent", True),
                                        ("Agent", False), ("a//b", False), ("-a", False), ("x" * 256, False)])
 def test_validate_repository(value, ok):
     if ok:
-        assert t.validate_repository(value) == value
+        assert validate_repository(value) == value
     else:
         with pytest.raises(UserError, match="--name"):
-            t.validate_repository(value)
+            validate_repository(value)
 
 
 @pytest.mark.parametrize("directory, expected", [("agent_image", "agent_image"), ("My Agent!", "my-agent"),
@@ -430,7 +431,7 @@ def test_validate_repository(value, ok):
 def test_repository_name_from_directory(tmp_path, directory, expected):
     name = t.repository_name(tmp_path / directory)
     assert name == expected
-    assert t.validate_repository(name)
+    assert validate_repository(name)
 
 
 def test_dockerfile_arg_default():
@@ -447,7 +448,7 @@ def test_dockerfile_arg_default():
     ("registry.example.com/o/a:t", "registry.example.com/o/a:t"),
 ])
 def test_normalize_ref_like_containerd(ref, expected):
-    assert t.normalize_ref(ref) == expected
+    assert normalize_ref(ref) == expected
 
 
 def test_git_origin_drops_embedded_credentials(tmp_path):

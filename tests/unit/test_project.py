@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from flyte_agents.errors import UserError
-from flyte_agents.project import load, parse
+from flyte_agents.workflows.project import load, parse
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "flyte-agents.yaml").read_text())
@@ -78,7 +78,7 @@ def test_bad_project_files_name_the_field(field, value, message):
 def test_cli_reports_a_bad_project_file_in_one_line_and_exit_2(tmp_path):
     bad = tmp_path / "flyte-agents.yaml"
     bad.write_text("apiVersion: flyte-agents.dev/v1alpha1\nkind: Project\nservices: [\n")
-    proc = subprocess.run([sys.executable, "-m", "flyte_agents.cli", "deploy", "--sandbox", "--dry-run",
+    proc = subprocess.run([sys.executable, "-m", "flyte_agents.cli.main", "deploy", "--sandbox", "--dry-run",
                            "--project", str(bad)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith(f"error: {bad} at line 4 is not valid YAML")

@@ -6,13 +6,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flyte_agents import flyte_config as fc
-from flyte_agents import propeller_target as pt
 from flyte_agents.errors import UserError
-from flyte_agents.kube import ContainerInfo, DeploymentInfo
+from flyte_agents.flyte import propeller_target as pt
+from flyte_agents.flyte.config import ConfigFile, PropellerConfig, TOOLKIT_FILE, effective
+from flyte_agents.flyte.plan import plan_routing, routing_sections
+from flyte_agents.flyte.services import AgentService
+from flyte_agents.flyte.versions import FlyteVersion, naming_for
+from flyte_agents.kubeobjects import ContainerInfo, DeploymentInfo
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "propeller"
-V = fc.FlyteVersion.parse
+V = FlyteVersion.parse
 
 
 def deployment(name, labels=None, image="flyte-binary:sandbox", config_dir="/etc/flyte/config.d",
@@ -48,7 +51,7 @@ ALL_CMS = ["flyte-sandbox-config", "flyte-sandbox-extra-config", "prod-flyte-bin
 def test_locate(deployments, flavor, expected):
     target = pt.locate("flyte", deployments, ALL_CMS, flavor)
     assert (target.flavor, target.deployment, target.config_maps, target.write_config_map) == expected
-    assert target.file_name == fc.TOOLKIT_FILE
+    assert target.file_name == TOOLKIT_FILE
 
 
 @pytest.mark.parametrize("deployments, flavor, cms, message", [
@@ -81,13 +84,13 @@ def test_config_maps_come_from_the_volume_at_the_config_glob():
     ([], SANDBOX, ["flyteagent"], ("1.15.0", "built-in Deployment flyteagent")),
 ])
 def test_detect_version(files, propeller, names, expected):
-    config = fc.PropellerConfig(tuple(fc.ConfigFile(n, t) for n, t in files))
+    config = PropellerConfig(tuple(ConfigFile(n, t) for n, t in files))
     version, source = pt.detect_version(config, propeller, names)
     assert str(version) == expected[0] and source.startswith(expected[1])
 
 
 def test_detect_version_gives_up_without_evidence():
-    assert pt.detect_version(fc.PropellerConfig(), SANDBOX, ["flyte-sandbox"]) is None
+    assert pt.detect_version(PropellerConfig(), SANDBOX, ["flyte-sandbox"]) is None
 
 
 # ------------------------------------------------------------------------------------------------ offline inputs
@@ -141,8 +144,8 @@ def test_helm_merge(base, overlay, expected):
     assert pt.helm_merge(base, overlay) == expected
 
 
-SERVICES = [fc.AgentService("my-agent", "k8s://my-agent.agents:8000", ("my_task", "spark")),
-            fc.AgentService("my-sync", "dns:///my-sync.agents.svc.cluster.local:8000", ("sync_task",), sync=True)]
+SERVICES = [AgentService("my-agent", "k8s://my-agent.agents:8000", ("my_task", "spark")),
+            AgentService("my-sync", "dns:///my-sync.agents.svc.cluster.local:8000", ("sync_task",), sync=True)]
 
 
 @pytest.mark.parametrize("values_file, version, flavor", [
@@ -153,12 +156,12 @@ def test_values_overlay_renders_to_the_planned_routing(values_file, version, fla
     """Rendering the user's values plus our overlay gives propeller the routing the plan computed."""
     offline = load(values_file, version=V(version))
     assert offline.flavor is flavor
-    plan = fc.plan_routing(offline.config, V(version), SERVICES)
+    plan = plan_routing(offline.config, V(version), SERVICES)
     overlay = pt.values_overlay(plan, flavor, offline.values)
     rendered = pt.files_from_values(pt.helm_merge(offline.values, overlay), flavor, V(version))
-    assert fc.routing_sections(rendered.merged()) == fc.routing_sections(plan.after)
-    naming = fc.naming_for(V(version))
-    view = fc.effective(rendered.merged())
+    assert routing_sections(rendered.merged()) == routing_sections(plan.after)
+    naming = naming_for(V(version))
+    view = effective(rendered.merged())
     assert view.plugins[naming.plugin].for_task_types["my_task"] == "my-agent"
     assert view.default_for_task_types.get("spark") == (naming.plugin if "spark" in view.enabled_plugins else None)
     assert naming.plugin in view.enabled_plugins
@@ -166,15 +169,15 @@ def test_values_overlay_renders_to_the_planned_routing(values_file, version, fla
 
 def test_values_overlay_for_flyte_binary_keeps_user_rbac_rules():
     offline = load("flyte-binary-values-1.16.yaml", version=V("1.16.8"))
-    plan = fc.plan_routing(offline.config, V("1.16.8"), SERVICES)
+    plan = plan_routing(offline.config, V("1.16.8"), SERVICES)
     rules = pt.values_overlay(plan, pt.Flavor.BINARY, offline.values)["rbac"]["extraRules"]
     assert rules[0]["apiGroups"] == ["sparkoperator.k8s.io"] and rules[-1] == pt.ENDPOINTS_RULE
-    assert "rbac" not in pt.values_overlay(fc.plan_routing(offline.config, V("1.16.8"), SERVICES[1:]),
+    assert "rbac" not in pt.values_overlay(plan_routing(offline.config, V("1.16.8"), SERVICES[1:]),
                                            pt.Flavor.BINARY, offline.values)
 
 
 def test_values_overlay_refuses_the_sandbox():
-    plan = fc.plan_routing(load("sandbox-1.16.yaml").config, V("1.16.8"), SERVICES)
+    plan = plan_routing(load("sandbox-1.16.yaml").config, V("1.16.8"), SERVICES)
     with pytest.raises(UserError, match="no Helm values"):
         pt.values_overlay(plan, pt.Flavor.SANDBOX, None)
 
@@ -183,10 +186,10 @@ def test_flyte_core_config_map_input_and_updated_manifest():
     offline = load("flyte-core-configmap-1.16.yaml")
     assert offline.flavor is pt.Flavor.CORE
     version = pt.detect_version(offline.config, None, [])[0]
-    plan = fc.plan_routing(offline.config, version, SERVICES)
+    plan = plan_routing(offline.config, version, SERVICES)
     name = pt.write_config_map_name(offline.flavor, offline.config_maps)
     manifest = pt.updated_config_map(offline.config_maps, name, plan)
     assert manifest["metadata"]["name"] == "flyte-propeller-config"
-    assert yaml.safe_load(manifest["data"][fc.TOOLKIT_FILE]) == plan.content
+    assert yaml.safe_load(manifest["data"][TOOLKIT_FILE]) == plan.content
     assert set(manifest["data"]) == {"core.yaml", "enabled_plugins.yaml", "connector_service.yaml", "k8s.yaml",
-                                     fc.TOOLKIT_FILE}
+                                     TOOLKIT_FILE}

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from flyte_agents import yamlio
-from flyte_agents.helm import Revision
-from flyte_agents.kube import kubeconfig_contexts, kubeconfig_path
+from flyte_agents.adapters.helm import Revision
+from flyte_agents.adapters.kube import kubeconfig_contexts, kubeconfig_path
 
 DOCS = [
     "a: 1\nb: [x, 'y', 2.5, true, null]\nc: {d: e}\n",
@@ -103,8 +103,8 @@ def test_revision_without_user_values_has_empty_values():
 # ------------------------------------------------------------------------------------------------ console script
 
 def test_console_script_exit_code_and_output_survive_the_fast_exit(tmp_path):
-    """cli.run() ends with os._exit: stderr must still be flushed and the exit code kept."""
-    proc = subprocess.run([sys.executable, "-c", "from flyte_agents.cli import run; run()", "deploy", "--sandbox",
+    """cli.main.run() ends with os._exit: stderr must still be flushed and the exit code kept."""
+    proc = subprocess.run([sys.executable, "-c", "from flyte_agents.cli.main import run; run()", "deploy", "--sandbox",
                            "--project", str(tmp_path / "absent.yaml")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: project file") and proc.stderr.endswith("\n")
@@ -114,7 +114,7 @@ def test_console_script_runs_atexit_handlers(tmp_path):
     marker = tmp_path / "ran"
     code = ("import atexit, sys; from pathlib import Path; "
             f"atexit.register(lambda: Path({str(marker)!r}).write_text('yes')); "
-            "sys.argv = ['flyte-agents', '--version']; from flyte_agents.cli import run; run()")
+            "sys.argv = ['flyte-agents', '--version']; from flyte_agents.cli.main import run; run()")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "flyte-agents" in proc.stdout
     assert marker.read_text() == "yes"
@@ -124,12 +124,12 @@ def test_ctrl_c_outside_a_deploy_is_one_line_and_exit_130(monkeypatch, capsys):
     """Ctrl-C where no rollback applies (e.g. during an image build) reaches main() as click's Abort."""
     import click
 
-    from flyte_agents import cli
+    from flyte_agents.cli import main
 
     @click.command("interrupted")
     def interrupted() -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.LazyGroup, "get_command", lambda self, ctx, name: interrupted)
-    assert cli.main(["interrupted"]) == 130
+    monkeypatch.setattr(main.LazyGroup, "get_command", lambda self, ctx, name: interrupted)
+    assert main.main(["interrupted"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["error: interrupted (Ctrl-C)"]

@@ -12,12 +12,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import flyte_config as fc
-from . import propeller_target as pt
+from ..adapters.kube import Kube, kubeconfig_contexts, kubeconfig_path
+from ..errors import KubernetesError, RegistryError, UserError
+from ..flyte import propeller_target as pt
+from ..flyte.versions import FlyteVersion, Naming, naming_for
 from . import routing
-from .errors import KubernetesError, RegistryError, UserError
 from .images import SANDBOX_REGISTRY
-from .kube import Kube, kubeconfig_contexts, kubeconfig_path
 
 CONTEXT = "flyte-sandbox"
 NAMESPACE = "flyte"
@@ -33,14 +33,14 @@ class Cluster:
     context: str
     namespace: str  # the releases' namespace
     target: pt.PropellerTarget
-    version: fc.FlyteVersion
+    version: FlyteVersion
     version_source: str
     registry: str | None
     sandbox: bool
 
     @property
-    def naming(self) -> fc.Naming:
-        return fc.naming_for(self.version)
+    def naming(self) -> Naming:
+        return naming_for(self.version)
 
     def to_dict(self) -> dict:
         return {"kubeconfig": self.kubeconfig, "context": self.context, "namespace": self.namespace,
@@ -80,7 +80,7 @@ def detect_sandbox(kubeconfig: str | None, registry: str | None = None) -> tuple
 
 
 def detect_cluster(kubeconfig: str | None, context: str | None, namespace: str, propeller_namespace: str,
-                   flavor: pt.Flavor | None, version: fc.FlyteVersion | None, registry: str | None
+                   flavor: pt.Flavor | None, version: FlyteVersion | None, registry: str | None
                    ) -> tuple[Cluster, Kube]:
     kube = Kube.connect(kubeconfig, context)
     target, found, source = routing.discover(kube, propeller_namespace, flavor, version)

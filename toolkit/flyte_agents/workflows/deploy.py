@@ -17,7 +17,6 @@ restarts only when its effective config changes.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +24,22 @@ from typing import Any, Callable
 
 import yaml
 
-from . import flyte_config as fc
-from . import grpc_client
-from . import images
+from .. import yamlio
+from ..adapters import grpc
+from ..adapters.helm import Helm, Revision
+from ..adapters.kube import Kube
+from ..errors import FlyteAgentsError, Interrupted, UserError, VerificationFailed
+from ..flyte import propeller_target as pt
+from ..flyte.config import effective
+from ..flyte.endpoints import k8s_endpoint
+from ..flyte.lint import LintFinding
+from ..flyte.services import AgentService
+from ..flyte.serving import DiscoveredTypes, discover_task_types, pinned_task_types, routing_check, serve_command
+from ..imageref import validate_repository
+from ..kubeobjects import ConfigMapState
 from . import image_tags as tags
-from . import propeller_target as pt
+from . import images
 from . import routing
-from . import yamlio
-from .errors import FlyteAgentsError, Interrupted, UserError, VerificationFailed
-from .helm import Helm, Revision
-from .kube import ConfigMapState, Kube
 from .project import Project, ServiceConfig
 from .sandbox import Cluster
 
@@ -84,14 +89,14 @@ class DeployPlan:
     cluster: Cluster
     images: images.BuildPlan
     releases: list[ReleasePlan]
-    routed: list[fc.AgentService]
+    routed: list[AgentService]
     routing: routing.RoutingResult
     restart: bool
     helm_version: str
     chart: Path
     deployed: list[ReleasePlan]  # releases plus the project's other installed services: what gets routed
     builtin: str
-    known: dict[str, fc.DiscoveredTypes]  # service id -> the task types propeller pins to it now
+    known: dict[str, DiscoveredTypes]  # service id -> the task types propeller pins to it now
 
     @property
     def discover(self) -> dict[str, tuple[str, ...]]:
@@ -122,8 +127,8 @@ class DeployPlan:
 
 @dataclass
 class VerifyResult:
-    probes: dict[str, list[grpc_client.Probe]]
-    findings: list[fc.LintFinding]
+    probes: dict[str, list[grpc.Probe]]
+    findings: list[LintFinding]
 
     @property
     def ok(self) -> bool:
@@ -149,7 +154,7 @@ class VerifyResult:
 @dataclass
 class DeployResult:
     plan: DeployPlan
-    routed: list[fc.AgentService]  # the plan's, with the task types discovered from the new pods
+    routed: list[AgentService]  # the plan's, with the task types discovered from the new pods
     built: int
     pushed: int
     upgraded: list[str]
@@ -183,7 +188,7 @@ def service_values(project: Project, service: ServiceConfig, cluster: Cluster, i
         merged = pt.helm_merge(merged, doc)
     repository, _, tag = image_ref.rpartition(":")
     toolkit = {"image": {"repository": repository, "tag": tag},
-               "agent": {"serve": fc.serve_command(cluster.version), "environment": service.environment}}
+               "agent": {"serve": serve_command(cluster.version), "environment": service.environment}}
     return pt.helm_merge(merged, toolkit)
 
 
@@ -214,7 +219,7 @@ def image_specs(project: Project, services: tuple[ServiceConfig, ...], registry:
     for name in dict.fromkeys(s.image for s in services):
         image = project.images[name]
         repository = f"{registry}/{image.repository}" if registry else image.repository
-        specs[name] = images.ImageSpec(image.context, tags.validate_repository(repository), image.dockerfile,
+        specs[name] = images.ImageSpec(image.context, validate_repository(repository), image.dockerfile,
                                        image.build_args, image.target, image.platform)
     return specs
 
@@ -229,7 +234,7 @@ def discovers(service: ServiceConfig, cluster: Cluster, builtin: str) -> bool:
 
 
 def routed_services(project: Project, cluster: Cluster, deployed: list[ReleasePlan], builtin: str,
-                    discovered: dict[str, fc.DiscoveredTypes]) -> list[fc.AgentService]:
+                    discovered: dict[str, DiscoveredTypes]) -> list[AgentService]:
     """The AgentServices propeller must route to: every routed service of the project that runs in this cluster
     after the deploy (so deploying dev alone keeps prod's routing). A service without taskTypes gets its
     `discovered` ones; without any yet (its image has not run) it is left out until the deploy asks its pods."""
@@ -239,25 +244,25 @@ def routed_services(project: Project, cluster: Cluster, deployed: list[ReleasePl
         if not service.route:
             continue
         default = _acts_as_default(service, cluster, builtin)
-        found = fc.DiscoveredTypes(service.task_types, (), ())
+        found = DiscoveredTypes(service.task_types, (), ())
         if discovers(service, cluster, builtin):
-            found = discovered.get(service.id, fc.DiscoveredTypes((), (), ()))
+            found = discovered.get(service.id, DiscoveredTypes((), (), ()))
             if not found.task_types:
                 continue
         if not default and not found.task_types:
             raise UserError(f"{project.path}: services.{service.id} is the default service but sandbox.builtin is "
                             "keep, so it needs taskTypes to be routed: list them, omit taskTypes to discover them, "
                             "or use --builtin replace")
-        routed.append(fc.AgentService(service.id, plan.endpoint, found.task_types, service.sync, default, True,
+        routed.append(AgentService(service.id, plan.endpoint, found.task_types, service.sync, default, True,
                                       service.timeout, found.sync_task_types))
     return routed
 
 
-def pinned(kube: Kube, cluster: Cluster) -> dict[str, fc.DiscoveredTypes]:
+def pinned(kube: Kube, cluster: Cluster) -> dict[str, DiscoveredTypes]:
     """What earlier deploys discovered, as propeller's live routing pins it (service id -> task types)."""
     merged = routing.read_config(kube, cluster.target).merged()
-    return {sid: fc.DiscoveredTypes(types, (), ())
-            for sid, types in fc.pinned_task_types(merged, cluster.version).items()}
+    return {sid: DiscoveredTypes(types, (), ())
+            for sid, types in pinned_task_types(merged, cluster.version).items()}
 
 
 def plan(project: Project, cluster: Cluster, kube: Kube, helm: Helm, docker: Any,
@@ -278,17 +283,13 @@ def plan(project: Project, cluster: Cluster, kube: Kube, helm: Helm, docker: Any
     known = pinned(kube, cluster)
     routed = routed_services(project, cluster, releases + existing, builtin, known)
     preview = _preview(kube, cluster, routed)
-    return DeployPlan(cluster, build_plan, releases, routed, preview, _restarts(preview), helm.version,
+    return DeployPlan(cluster, build_plan, releases, routed, preview, preview.restart_needed, helm.version,
                       project.chart, releases + existing, builtin, known)
 
 
-def _preview(kube: Kube, cluster: Cluster, routed: list[fc.AgentService]) -> routing.RoutingResult:
+def _preview(kube: Kube, cluster: Cluster, routed: list[AgentService]) -> routing.RoutingResult:
     return routing.apply_routing(kube, routed, namespace=cluster.target.namespace, flavor=cluster.target.flavor,
                                  version=cluster.version, dry_run=True)
-
-
-def _restarts(preview: routing.RoutingResult) -> bool:
-    return preview.rollout.startswith("would restart")
 
 
 def chart_description(chart: Path) -> str:
@@ -319,7 +320,7 @@ def _deployed_chart(description: str) -> str:
 def _release_plan(project: Project, service: ServiceConfig, cluster: Cluster, current: Revision | None,
                   image_ref: str, description: str) -> ReleasePlan:
     values = service_values(project, service, cluster, image_ref)
-    endpoint = fc.k8s_endpoint(fullname(service.id, values), cluster.namespace, grpc_port(values))
+    endpoint = k8s_endpoint(fullname(service.id, values), cluster.namespace, grpc_port(values))
     if current is None:
         action, reason = "install", "no release"
     elif current.status != "deployed":
@@ -338,7 +339,7 @@ def _release_plan(project: Project, service: ServiceConfig, cluster: Cluster, cu
 
 # ------------------------------------------------------------------------------------------------ verify
 
-def verify(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: list[fc.AgentService],
+def verify(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: list[AgentService],
            timeout: float, merged: dict | None = None, endpoints: dict[str, str] | None = None,
            progress: Progress = _quiet) -> VerifyResult:
     """Ask every service's ready pods (through the API server), or the given endpoints, what they serve; then
@@ -349,7 +350,7 @@ def verify(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: li
 
 def probe_services(kube: Kube, releases: list[ReleasePlan], timeout: float,
                    endpoints: dict[str, str] | None = None, progress: Progress = _quiet
-                   ) -> dict[str, list[grpc_client.Probe]]:
+                   ) -> dict[str, list[grpc.Probe]]:
     """The services are asked side by side (each waits on the network), one thread per service."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -359,14 +360,14 @@ def probe_services(kube: Kube, releases: list[ReleasePlan], timeout: float,
         return {sid: future.result() for sid, future in futures.items()}
 
 
-def check(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: list[fc.AgentService],
-          probes: dict[str, list[grpc_client.Probe]], merged: dict | None = None) -> VerifyResult:
+def check(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: list[AgentService],
+          probes: dict[str, list[grpc.Probe]], merged: dict | None = None) -> VerifyResult:
     served = {sid: {t for p in found for t in p.served} for sid, found in probes.items()}
-    findings: list[fc.LintFinding] = []
+    findings: list[LintFinding] = []
     for release in releases:  # declared task types must be served, routed or not
         missing = [t for t in release.service.task_types if t not in served[release.service.id]]
         if probes[release.service.id] and all(p.ok for p in probes[release.service.id]) and missing:
-            findings.append(fc.LintFinding(
+            findings.append(LintFinding(
                 "declared-not-served", "error",
                 f"{release.service.id} does not serve task type(s) {', '.join(missing)} (it serves "
                 f"{', '.join(sorted(served[release.service.id])) or 'nothing'})",
@@ -374,24 +375,24 @@ def check(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: lis
     if merged is None:
         merged = routing.read_config(kube, cluster.target).merged()
     checked = [s for s in routed if s.id in served]
-    findings += fc.routing_check(merged, cluster.version, checked, served)
+    findings += routing_check(merged, cluster.version, checked, served)
     return VerifyResult(probes, findings)
 
 
 def _probe_service(kube: Kube, release: ReleasePlan, timeout: float, endpoint: str | None,
-                   progress: Progress) -> list[grpc_client.Probe]:
+                   progress: Progress) -> list[grpc.Probe]:
     if endpoint:
         return [_probe_until_serving(endpoint, timeout, f"--endpoint {endpoint}")]
     deployment = _read_deployment(kube, release.namespace, fullname(release.release, release.values))
     if deployment is None:
-        return [grpc_client.Probe(release.endpoint, None, error=f"Deployment {release.namespace}/"
+        return [grpc.Probe(release.endpoint, None, error=f"Deployment {release.namespace}/"
                                   f"{fullname(release.release, release.values)} does not exist")]
     selector = deployment.spec.selector.match_labels or {}
     found = []
-    for pod in grpc_client.ready_pods(kube.core, release.namespace, selector):
+    for pod in grpc.ready_pods(kube.core, release.namespace, selector):
         progress(f"verify {release.service.id}: pod {pod} through the API server")
         started = time.monotonic()
-        with grpc_client.PodForward(kube.core, release.namespace, pod, grpc_port(release.values)) as forward:
+        with grpc.PodForward(kube.core, release.namespace, pod, grpc_port(release.values)) as forward:
             found.append(_probe_until_serving(forward.address, timeout,
                                               f"pod {release.namespace}/{pod} (port-forward)"))
         # A new pod may take a while to serve (imports, agent start-up): say how long, it is often most of a deploy.
@@ -400,11 +401,11 @@ def _probe_service(kube: Kube, release: ReleasePlan, timeout: float, endpoint: s
     return found
 
 
-def _probe_until_serving(address: str, timeout: float, via: str) -> grpc_client.Probe:
+def _probe_until_serving(address: str, timeout: float, via: str) -> grpc.Probe:
     """A pod that just became ready may still be importing agents: ask again until SERVING or the deadline."""
     deadline = time.monotonic() + timeout
     while True:
-        result = grpc_client.probe(address, timeout=min(10.0, max(1.0, deadline - time.monotonic())), via=via)
+        result = grpc.probe(address, timeout=min(10.0, max(1.0, deadline - time.monotonic())), via=via)
         if result.ok or time.monotonic() >= deadline:
             return result
         time.sleep(1)
@@ -470,7 +471,7 @@ def apply(deploy_plan: DeployPlan, project: Project, kube: Kube, helm: Helm, doc
                         preview.plan.after if preview.plan else None)
         _raise_if_failed(checked, "before routing")
         undo.routing_before = kube.read_config_map(cluster.target.namespace, cluster.target.write_config_map)
-        progress("routing: writing propeller's config" if preview.written or _restarts(preview)
+        progress("routing: writing propeller's config" if preview.written or preview.restart_needed
                  else "routing: unchanged")
         result = routing.apply_routing(kube, routed, namespace=cluster.target.namespace,
                                        flavor=cluster.target.flavor, version=cluster.version,
@@ -498,15 +499,15 @@ def apply(deploy_plan: DeployPlan, project: Project, kube: Kube, helm: Helm, doc
                         result.restarted, final, time.monotonic() - started)
 
 
-def _discover(deploy_plan: DeployPlan, project: Project, kube: Kube, probes: dict[str, list[grpc_client.Probe]],
-              progress: Progress) -> tuple[list[fc.AgentService], routing.RoutingResult]:
+def _discover(deploy_plan: DeployPlan, project: Project, kube: Kube, probes: dict[str, list[grpc.Probe]],
+              progress: Progress) -> tuple[list[AgentService], routing.RoutingResult]:
     """Learn the task types of services without taskTypes from their new pods' ListAgents, and plan the routing
     again with them (the plan could only use what propeller routed to them before)."""
     if not deploy_plan.discover:
         return deploy_plan.routed, deploy_plan.routing
     found = dict(deploy_plan.known)
     for sid in deploy_plan.discover:
-        types = fc.discover_task_types([[(t, a.sync) for a in p.agents for t in a.task_types] for p in probes[sid]])
+        types = discover_task_types([[(t, a.sync) for a in p.agents for t in a.task_types] for p in probes[sid]])
         if not types.task_types:
             raise VerificationFailed(
                 f"{sid} serves no task type besides flytekit's built-in {', '.join(types.builtin) or 'ones'}, so "
@@ -598,7 +599,7 @@ class ServiceStatus:
 def status(deploy_plan: DeployPlan, kube: Kube) -> list[ServiceStatus]:
     """One row per service: what runs, what propeller routes to it, and how it differs from the project file."""
     merged = routing.read_config(kube, deploy_plan.cluster.target).merged()
-    view = fc.effective(merged).plugins[deploy_plan.cluster.naming.plugin]
+    view = effective(merged).plugins[deploy_plan.cluster.naming.plugin]
     routed = {s.id: s for s in deploy_plan.routed}
     rows = []
     images_by_ref = {i.ref: i for i in deploy_plan.images.images}
@@ -614,7 +615,7 @@ def status(deploy_plan: DeployPlan, kube: Kube) -> list[ServiceStatus]:
         image = images_by_ref.get(release.image)
         if image is not None and (image.build or image.push):
             drift.append(f"image {release.image} not {'built' if image.build else 'pushed'}")
-        if service and any(f.severity == "error" for f in fc.routing_check(
+        if service and any(f.severity == "error" for f in routing_check(
                 merged, deploy_plan.cluster.version, [service],
                 {service.id: set(service.task_types)})):
             drift.append("routing differs")
@@ -626,7 +627,7 @@ def status(deploy_plan: DeployPlan, kube: Kube) -> list[ServiceStatus]:
 
 
 def installed(project: Project, cluster: Cluster, kube: Kube, helm: Helm, services: tuple[ServiceConfig, ...],
-              builtin: str) -> tuple[list[ReleasePlan], list[fc.AgentService]]:
+              builtin: str) -> tuple[list[ReleasePlan], list[AgentService]]:
     """The installed releases of `services` (as they run) and the routing the project implies for the cluster."""
     everything = installed_plans(project, cluster, helm.current_many([s.id for s in project.services],
                                                                       cluster.namespace), list(project.services))

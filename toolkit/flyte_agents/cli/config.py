@@ -22,10 +22,14 @@ from typing import Any, Sequence
 
 import click
 
-from .. import flyte_config as fc
-from .. import propeller_target as pt
 from .. import yamlio
 from ..errors import UserError
+from ..flyte import propeller_target as pt
+from ..flyte.lint import LintFinding, lint
+from ..flyte.plan import RoutingPlan, plan_routing
+from ..flyte.render import render_yaml
+from ..flyte.services import AgentService, validate_services
+from ..flyte.versions import DEFAULT_TIMEOUT, FlyteVersion
 
 OFFLINE_OUTPUTS = ("yaml", "json", "diff", "values")
 SERVICE_FIELDS = {"id": "id", "endpoint": "endpoint", "tasktypes": "task_types", "task_types": "task_types",
@@ -46,7 +50,7 @@ def _bool(value: Any, what: str) -> bool:
     raise UserError(f"{what} is {value!r}, not a boolean: use true or false")
 
 
-def service_from_mapping(raw: Any, where: str) -> fc.AgentService:
+def service_from_mapping(raw: Any, where: str) -> AgentService:
     if not isinstance(raw, dict):
         raise UserError(f"{where} is not a map: give id, endpoint and taskTypes")
     fields: dict[str, Any] = {}
@@ -65,15 +69,15 @@ def service_from_mapping(raw: Any, where: str) -> fc.AgentService:
     if not isinstance(types, list):
         raise UserError(f"{where}: taskTypes must be a list of task type names")
     label = f"{where} {fields['id']}"
-    return fc.AgentService(
+    return AgentService(
         id=str(fields["id"]), endpoint=str(fields["endpoint"]), task_types=tuple(types),
         sync=_bool(fields.get("sync", False), f"{label}: sync"),
         default=_bool(fields.get("default", False), f"{label}: default"),
         insecure=_bool(fields.get("insecure", True), f"{label}: insecure"),
-        timeout=str(fields.get("timeout") or fc.DEFAULT_TIMEOUT))
+        timeout=str(fields.get("timeout") or DEFAULT_TIMEOUT))
 
 
-def parse_service_spec(spec: str) -> fc.AgentService:
+def parse_service_spec(spec: str) -> AgentService:
     fields: dict[str, Any] = {}
     for part in (p.strip() for p in spec.split(",")):
         if not part:
@@ -88,7 +92,7 @@ def parse_service_spec(spec: str) -> fc.AgentService:
     return service_from_mapping(fields, "--service")
 
 
-def load_services(specs: Sequence[str], services_file: str | None, required: bool = True) -> list[fc.AgentService]:
+def load_services(specs: Sequence[str], services_file: str | None, required: bool = True) -> list[AgentService]:
     services = [parse_service_spec(s) for s in specs]
     if services_file:
         text = _read(services_file, "--services")
@@ -102,7 +106,7 @@ def load_services(specs: Sequence[str], services_file: str | None, required: boo
         services += [service_from_mapping(item, f"{services_file} services[{i}]") for i, item in enumerate(items)]
     if required and not services:
         raise UserError("no services given: pass --service id=…,endpoint=…,task-types=… or --services FILE")
-    fc.validate_services(services)
+    validate_services(services)
     return services
 
 
@@ -115,8 +119,8 @@ def _read(path: str, option: str) -> str:
         raise UserError(f"{option} {path}: is not UTF-8 text") from None
 
 
-def _version(text: str | None) -> fc.FlyteVersion | None:
-    return None if text in (None, "", "auto") else fc.FlyteVersion.parse(text)
+def _version(text: str | None) -> FlyteVersion | None:
+    return None if text in (None, "", "auto") else FlyteVersion.parse(text)
 
 
 def _check_output(output: str, allowed: Sequence[str]) -> str:
@@ -125,7 +129,7 @@ def _check_output(output: str, allowed: Sequence[str]) -> str:
     return output
 
 
-def _echo_findings(findings: Sequence[fc.LintFinding]) -> None:
+def _echo_findings(findings: Sequence[LintFinding]) -> None:
     for finding in findings:
         click.echo(finding.line(), err=True)
 
@@ -133,7 +137,7 @@ def _echo_findings(findings: Sequence[fc.LintFinding]) -> None:
 # ------------------------------------------------------------------------------------------------ offline
 
 def _offline(sources: Sequence[str], flyte_version: str | None, flavor_text: str | None
-             ) -> tuple[pt.OfflineInput, fc.FlyteVersion]:
+             ) -> tuple[pt.OfflineInput, FlyteVersion]:
     if not sources:
         raise UserError("--from is required: pass propeller's ConfigMap manifests, config files or a values file")
     flavor = pt.parse_flavor(flavor_text)
@@ -152,7 +156,7 @@ def _render(sources, flyte_version, flavor_text, service_specs, services_file, o
     output = _check_output(output, OFFLINE_OUTPUTS)
     services = load_services(service_specs, services_file)
     offline, version = _offline(sources, flyte_version, flavor_text)
-    plan = fc.plan_routing(offline.config, version, services)
+    plan = plan_routing(offline.config, version, services)
     if output == "json":
         click.echo(json.dumps(plan.to_dict(), indent=2, default=str))
         return
@@ -161,17 +165,17 @@ def _render(sources, flyte_version, flavor_text, service_specs, services_file, o
     click.echo(text, nl=False)
 
 
-def _render_text(plan: fc.RoutingPlan, offline: pt.OfflineInput, output: str) -> str:
+def _render_text(plan: RoutingPlan, offline: pt.OfflineInput, output: str) -> str:
     no_change = "# no change: propeller already routes these services\n"
     if output == "diff":
         return plan.effective_diff() or no_change
     if output == "values":
         if offline.flavor is None:
             raise UserError("cannot tell flyte-binary from flyte-core from the --from files: pass --flavor")
-        return fc.render_yaml(pt.values_overlay(plan, offline.flavor, offline.values)) or no_change
+        return render_yaml(pt.values_overlay(plan, offline.flavor, offline.values)) or no_change
     if offline.config_maps:
         name = pt.write_config_map_name(offline.flavor or pt.Flavor.SANDBOX, offline.config_maps)
-        return fc.render_yaml(pt.updated_config_map(offline.config_maps, name, plan))
+        return render_yaml(pt.updated_config_map(offline.config_maps, name, plan))
     return f"# {plan.file_name}: load it after every other config file\n" + (plan.text or no_change)
 
 
@@ -222,7 +226,7 @@ def lint_command(sources, flyte_version, flavor_text, service_specs, services_fi
     output = _check_output(output, ("text", "json"))
     services = load_services(service_specs, services_file, required=False)
     offline, version = _offline(sources, flyte_version, flavor_text)
-    findings = fc.lint(offline.config, version, services)
+    findings = lint(offline.config, version, services)
     if output == "json":
         click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
     else:
@@ -272,7 +276,7 @@ def _print_result(result, output: str) -> None:
 
 
 def _connect(kubeconfig, context):
-    from ..kube import Kube
+    from ..adapters.kube import Kube
 
     return Kube.connect(kubeconfig, context)
 
@@ -285,7 +289,7 @@ def _connect(kubeconfig, context):
 def apply(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout, flyte_version, service_specs,
           services_file) -> None:
     """Write the routing into propeller's config in a cluster, restart propeller if needed, wait for it."""
-    from ..routing import apply_routing
+    from ..workflows.routing import apply_routing
 
     output = _check_output(output, ("text", "json"))
     services = load_services(service_specs, services_file)
@@ -304,7 +308,7 @@ def apply(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout,
 @_cluster_options
 def remove(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout) -> None:
     """Restore propeller's config exactly as it was before `apply`, restarting propeller if that changes it."""
-    from ..routing import remove_routing
+    from ..workflows.routing import remove_routing
 
     output = _check_output(output, ("text", "json"))
     flavor = pt.parse_flavor(flavor_text)

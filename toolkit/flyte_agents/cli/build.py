@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import image_tags as tags
-from .. import images
-from ..docker_adapter import BuildOutput, BuildStep, DockerEngine, PushProgress, StepFailed
+from ..adapters.docker import BuildOutput, BuildStep, DockerEngine, PushProgress, StepFailed
 from ..errors import UserError
+from ..imageref import DOCKER_HUB, split_registry, validate_registry, validate_repository
+from ..workflows import image_tags as tags
+from ..workflows import images
 
 OUTPUTS = ("table", "json")
 FAILED_STEP_LINES = 60  # the end of a failed step's output is what explains the failure
@@ -130,9 +131,9 @@ def image_specs(contexts: tuple[Path, ...], dockerfile: Path | None, name: str |
                         "a time")
     specs = []
     for context in contexts:
-        repository = tags.validate_repository(name or tags.repository_name(context))
+        repository = validate_repository(name or tags.repository_name(context))
         if registry:
-            repository = tags.validate_repository(f"{registry}/{repository}")
+            repository = validate_repository(f"{registry}/{repository}")
         specs.append(images.ImageSpec(context.resolve(), repository, dockerfile.resolve() if dockerfile else None,
                                       build_args, target, platform))
     return specs
@@ -221,10 +222,10 @@ def build(contexts, dockerfile, name, registry, push, sandbox, side_load, sandbo
         registry = registry or images.SANDBOX_REGISTRY
         push = push or not side_load
     if registry:
-        registry = tags.validate_registry(registry)
+        registry = validate_registry(registry)
     specs = image_specs(contexts or (Path("agent_image"),), dockerfile, name, registry,
                         parse_build_args(build_args), target, platform)
-    if push and any(tags.split_registry(s.repository)[0] == tags.DOCKER_HUB and not registry for s in specs):
+    if push and any(split_registry(s.repository)[0] == DOCKER_HUB and not registry for s in specs):
         raise UserError("--push needs a registry: pass --registry HOST[:PORT][/NAMESPACE] (or --sandbox)")
     options = images.Options(push=push, side_load=sandbox_container if side_load else None, git_prefix=git_prefix,
                              ca_bundle=ca_bundle, offline=offline, network_mode=network_mode)

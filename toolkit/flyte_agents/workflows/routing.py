@@ -1,4 +1,4 @@
-"""Apply or remove agent routing in a live cluster: flyte_config's plan, written where propeller_target says, by kube.
+"""Apply or remove agent routing in a live cluster: the flyte/ plan, written where propeller_target says, via kube.
 
 Restart rule: propeller is restarted only when its effective (merged) config changes. The hash of the effective
 config it was restarted for is recorded on the pod template (`flyte-agents.dev/propeller-config`), so a run that
@@ -9,12 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
-from . import flyte_config as fc
-from . import propeller_target as pt
-from .errors import UserError
-from .kube import BACKUP_ANNOTATION, ConfigMapEdit, ConfigMapState, Kube
+from ..adapters.kube import Kube
+from ..errors import UserError
+from ..flyte import propeller_target as pt
+from ..flyte.config import PropellerConfig
+from ..flyte.plan import RoutingPlan, plan_routing
+from ..flyte.services import AgentService, validate_services
+from ..flyte.versions import FlyteVersion
+from ..kubeobjects import BACKUP_ANNOTATION, ConfigMapEdit, ConfigMapState
 
 CONFIG_HASH_ANNOTATION = "flyte-agents.dev/propeller-config"
 
@@ -23,14 +27,15 @@ CONFIG_HASH_ANNOTATION = "flyte-agents.dev/propeller-config"
 class RoutingResult:
     action: str  # "apply" or "remove"
     target: pt.PropellerTarget
-    version: fc.FlyteVersion | None
+    version: FlyteVersion | None
     version_source: str
-    plan: fc.RoutingPlan | None
+    plan: RoutingPlan | None
     written: bool
     attempts: int
     effective_changed: bool
+    restart_needed: bool  # propeller must restart to read its config: it was restarted, or (dry run) would be
     restarted: bool
-    rollout: str
+    rollout: str  # what happened to propeller's Deployment, for people
     dry_run: bool
     notes: tuple[str, ...] = field(default=())
 
@@ -51,8 +56,8 @@ def config_hash(merged: dict) -> str:
     return hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def discover(kube: Kube, namespace: str, flavor: pt.Flavor | None, version: fc.FlyteVersion | None,
-             need_version: bool = True) -> tuple[pt.PropellerTarget, fc.FlyteVersion | None, str]:
+def discover(kube: Kube, namespace: str, flavor: pt.Flavor | None, version: FlyteVersion | None,
+             need_version: bool = True) -> tuple[pt.PropellerTarget, FlyteVersion | None, str]:
     deployments = kube.deployments(namespace)
     target = pt.locate(namespace, deployments, kube.config_map_names(namespace), flavor)
     if version is not None:
@@ -68,7 +73,7 @@ def discover(kube: Kube, namespace: str, flavor: pt.Flavor | None, version: fc.F
 
 
 def read_config(kube: Kube, target: pt.PropellerTarget,
-                replace: ConfigMapState | None = None) -> fc.PropellerConfig:
+                replace: ConfigMapState | None = None) -> PropellerConfig:
     states = []
     for name in target.config_maps:
         state = replace if replace is not None and replace.name == name else kube.read_config_map(target.namespace,
@@ -79,19 +84,19 @@ def read_config(kube: Kube, target: pt.PropellerTarget,
     return pt.config_from_config_maps(states)
 
 
-def apply_routing(kube: Kube, services: Sequence[fc.AgentService], *, namespace: str = "flyte",
-                  flavor: pt.Flavor | None = None, version: fc.FlyteVersion | None = None, dry_run: bool = False,
+def apply_routing(kube: Kube, services: Sequence[AgentService], *, namespace: str = "flyte",
+                  flavor: pt.Flavor | None = None, version: FlyteVersion | None = None, dry_run: bool = False,
                   timeout: float = 300, before_write: Callable[[ConfigMapState], None] | None = None
                   ) -> RoutingResult:
     """Write the minimal routing for `services`, restart propeller if its effective config changed, wait."""
-    fc.validate_services(services)
+    validate_services(services)
     target, version, source = discover(kube, namespace, flavor, version)
     assert version is not None
-    plans: list[tuple[fc.RoutingPlan, dict]] = []
+    plans: list[tuple[RoutingPlan, dict]] = []
 
     def edit(state: ConfigMapState) -> ConfigMapEdit:
         config = read_config(kube, target, state)  # re-read on every attempt: a 409 means something moved
-        plan = fc.plan_routing(config, version, services, target.file_name)
+        plan = plan_routing(config, version, services, target.file_name)
         plans.append((plan, config.merged()))
         if plan.content:
             return ConfigMapEdit({target.file_name: plan.text})
@@ -100,9 +105,9 @@ def apply_routing(kube: Kube, services: Sequence[fc.AgentService], *, namespace:
     result = kube.update_config_map(namespace, target.write_config_map, edit, dry_run=dry_run,
                                     before_write=before_write)
     plan, live = plans[-1]
-    restarted, rollout = _restart_if_needed(kube, target, live, plan.after, dry_run, timeout)
+    restart = _restart_if_needed(kube, target, live, plan.after, dry_run, timeout)
     return RoutingResult("apply", target, version, source, plan, result.written, result.attempts,
-                         live != plan.after, restarted, rollout, dry_run, tuple(target.notes(plan)))
+                         live != plan.after, *restart, dry_run, tuple(target.notes(plan)))
 
 
 def remove_routing(kube: Kube, *, namespace: str = "flyte", flavor: pt.Flavor | None = None,
@@ -114,9 +119,9 @@ def remove_routing(kube: Kube, *, namespace: str = "flyte", flavor: pt.Flavor | 
     result = kube.restore_config_map(namespace, target.write_config_map, dry_run=dry_run, before_write=before_write)
     restored = ConfigMapState(result.before.name, result.before.namespace, result.data_after, {}, {}, "")
     after = read_config(kube, target, restored).merged()
-    restarted, rollout = _restart_if_needed(kube, target, live, after, dry_run, timeout)
+    restart = _restart_if_needed(kube, target, live, after, dry_run, timeout)
     return RoutingResult("remove", target, version, source, None, result.written, result.attempts, live != after,
-                         restarted, rollout, dry_run)
+                         *restart, dry_run)
 
 
 def restore_routing(kube: Kube, target: pt.PropellerTarget, before: ConfigMapState,
@@ -134,21 +139,29 @@ def restore_routing(kube: Kube, target: pt.PropellerTarget, before: ConfigMapSta
                                     lambda _state: ConfigMapEdit({key: before.data.get(key)}))
     restored = ConfigMapState(before.name, before.namespace, result.data_after, {}, {}, "")
     after = read_config(kube, target, restored).merged()
-    restarted, rollout = _restart_if_needed(kube, target, live, after, False, timeout)
+    restart = _restart_if_needed(kube, target, live, after, False, timeout)
     return RoutingResult("restore", target, None, "", None, result.written, result.attempts, live != after,
-                         restarted, rollout, False)
+                         *restart, False)
+
+
+class Restart(NamedTuple):
+    """What the routing change means for propeller's Deployment (RoutingResult's restart fields, in order)."""
+
+    needed: bool
+    done: bool
+    message: str
 
 
 def _restart_if_needed(kube: Kube, target: pt.PropellerTarget, live: dict, after: dict, dry_run: bool,
-                       timeout: float) -> tuple[bool, str]:
+                       timeout: float) -> Restart:
     deployment = kube.deployment(target.namespace, target.deployment)
     if deployment is None:
         raise UserError(f"Deployment {target.namespace}/{target.deployment} disappeared: repair the installation")
     wanted = config_hash(after)
     recorded = deployment.template_annotations.get(CONFIG_HASH_ANNOTATION)
     if live == after and recorded in (None, wanted):
-        return False, "not restarted: propeller's effective config is unchanged"
+        return Restart(False, False, "not restarted: propeller's effective config is unchanged")
     if dry_run:
-        return False, f"would restart Deployment {target.namespace}/{target.deployment}"
+        return Restart(True, False, f"would restart Deployment {target.namespace}/{target.deployment}")
     kube.restart_deployment(target.namespace, target.deployment, {CONFIG_HASH_ANNOTATION: wanted})
-    return True, kube.wait_rollout(target.namespace, target.deployment, timeout).message
+    return Restart(True, True, kube.wait_rollout(target.namespace, target.deployment, timeout).message)

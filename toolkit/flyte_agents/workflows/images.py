@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..adapters.docker import DockerEngine, Event, PushFailed, one_line
+from ..adapters.registry import RegistryClient, Retry
+from ..errors import DockerfileError, InfraError, RegistryError, UserError
+from ..imageref import normalize_ref
 from . import image_tags as tags
-from .docker_adapter import DockerEngine, Event, PushFailed, one_line
-from .errors import DockerfileError, InfraError, RegistryError, UserError
-from .registry import RegistryClient, Retry
 
 SANDBOX_REGISTRY = "localhost:30000"
 SANDBOX_CONTAINER = "flyte-sandbox"
@@ -389,7 +390,7 @@ def side_load(docker: DockerEngine, container: str, ref: str, image_id: str) -> 
 
 def loaded_image_id(docker: DockerEngine, container: str, ref: str) -> str | None:
     """The image ID (config digest) containerd in `container` has under ref, or None."""
-    name = tags.normalize_ref(ref)
+    name = normalize_ref(ref)
     listing = docker.exec(container, CTR + ["images", "ls", f"name=={name}"])
     if listing.exit_code != 0:
         raise InfraError(f"ctr images ls in {container} failed: {one_line(listing.output)[:300]}")

@@ -26,73 +26,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from . import yamlio
-from .errors import ConflictError, KubernetesError, RolloutTimeout, UserError
+from .. import yamlio
+from ..errors import ConflictError, KubernetesError, RolloutTimeout, UserError
+from ..kubeobjects import BACKUP_ANNOTATION, ConfigMapEdit, ConfigMapState, ContainerInfo, DeploymentInfo
 
-BACKUP_ANNOTATION = "flyte-agents.dev/backup"
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 FIELD_MANAGER = "flyte-agents"
 CONFLICT_RETRIES = 5
 REQUEST_TIMEOUT = 15
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    name: str
-    image: str
-    command: tuple[str, ...]
-    args: tuple[str, ...]
-    mounts: tuple[tuple[str, str], ...]  # (volume name, mount path)
-
-
-@dataclass(frozen=True)
-class DeploymentInfo:
-    name: str
-    namespace: str
-    labels: Mapping[str, str]
-    template_annotations: Mapping[str, str]
-    containers: tuple[ContainerInfo, ...]
-    volume_config_maps: Mapping[str, tuple[str, ...]]  # volume name -> ConfigMaps it projects, in order
-    replicas: int
-    generation: int
-    paused: bool
-
-
-@dataclass(frozen=True)
-class ConfigMapState:
-    name: str
-    namespace: str
-    data: Mapping[str, str]
-    annotations: Mapping[str, str]
-    labels: Mapping[str, str]
-    resource_version: str
-
-    def backup(self) -> dict[str, str | None]:
-        raw = self.annotations.get(BACKUP_ANNOTATION)
-        if not raw:
-            return {}
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise UserError(f"ConfigMap {self.namespace}/{self.name}: annotation {BACKUP_ANNOTATION} is not JSON; "
-                            "it was edited by hand: restore it or delete it") from None
-        return value if isinstance(value, dict) else {}
-
-
-@dataclass(frozen=True)
-class ConfigMapEdit:
-    """Keys to set (a string) or delete (None)."""
-
-    data: Mapping[str, str | None]
-
-    def applied_to(self, state: ConfigMapState) -> dict[str, str]:
-        data = dict(state.data)
-        for key, value in self.data.items():
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
-        return data
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Pure decisions over facts the caller gathered (Deployments and ConfigMaps from t
   inlineConfigMap); the toolkit writes into `<release>-flyte-binary-config`.
 * flyte-core: Deployment `flytepropeller` reads and the toolkit writes `flyte-propeller-config`.
 
-The toolkit's file is one key (flyte_config.TOOLKIT_FILE) that sorts after every other file. Secrets projected
+The toolkit's file is one key (flyte.config.TOOLKIT_FILE) that sorts after every other file. Secrets projected
 into the same directory (database and storage credentials) are never read: they hold no routing.
 """
 from __future__ import annotations
@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 
-from . import flyte_config as fc
-from . import yamlio
-from .errors import UserError
-from .kube import ConfigMapState, DeploymentInfo
+from .. import yamlio
+from ..errors import UserError
+from ..kubeobjects import ConfigMapState, DeploymentInfo
+from .config import ConfigFile, PropellerConfig, TOOLKIT_FILE, lookup
+from .plan import RoutingPlan
+from .render import render_yaml
+from .versions import (FlyteVersion, chart_default_endpoint, chart_default_task_plugins, naming_for,
+                       version_from_builtin_service, version_from_image)
 
 SANDBOX_DEPLOYMENT = "flyte-sandbox"
 SANDBOX_EXTRA_CONFIG = "flyte-sandbox-extra-config"
@@ -54,9 +58,9 @@ class PropellerTarget:
     deployment: str
     config_maps: tuple[str, ...]  # projected into propeller's config directory, in volume order
     write_config_map: str
-    file_name: str = fc.TOOLKIT_FILE
+    file_name: str = TOOLKIT_FILE
 
-    def notes(self, plan: fc.RoutingPlan) -> list[str]:
+    def notes(self, plan: RoutingPlan) -> list[str]:
         if self.flavor is Flavor.BINARY and plan.endpoints_rbac:
             return [f"k8s:// endpoints need propeller's ServiceAccount to get/list/watch endpoints; the flyte-binary "
                     f"ClusterRole lacks it: add {ENDPOINTS_RULE} to the release's rbac.extraRules"]
@@ -135,23 +139,23 @@ def config_volume_config_maps(dep: DeploymentInfo) -> tuple[str, ...]:
     return ()
 
 
-def config_from_config_maps(states: Sequence[ConfigMapState]) -> fc.PropellerConfig:
-    files = [fc.ConfigFile(key, text, f"ConfigMap {s.namespace}/{s.name}")
+def config_from_config_maps(states: Sequence[ConfigMapState]) -> PropellerConfig:
+    files = [ConfigFile(key, text, f"ConfigMap {s.namespace}/{s.name}")
              for s in states for key, text in sorted(s.data.items()) if key.endswith(".yaml")]
-    return fc.PropellerConfig(tuple(files))
+    return PropellerConfig(tuple(files))
 
 
-def detect_version(config: fc.PropellerConfig, propeller: DeploymentInfo | None,
-                   deployment_names: Iterable[str]) -> tuple[fc.FlyteVersion, str] | None:
+def detect_version(config: PropellerConfig, propeller: DeploymentInfo | None,
+                   deployment_names: Iterable[str]) -> tuple[FlyteVersion, str] | None:
     """The Flyte version, and what told us: co-pilot image in the config, propeller's image, built-in service."""
-    image = fc.lookup(config.merged(), "plugins", "k8s", "co-pilot", "image")
-    if isinstance(image, str) and fc.version_from_image(image):
-        return fc.version_from_image(image), f"co-pilot image {image}"
+    image = lookup(config.merged(), "plugins", "k8s", "co-pilot", "image")
+    if isinstance(image, str) and version_from_image(image):
+        return version_from_image(image), f"co-pilot image {image}"
     for container in propeller.containers if propeller else ():
-        if fc.version_from_image(container.image):
-            return fc.version_from_image(container.image), f"image {container.image}"
+        if version_from_image(container.image):
+            return version_from_image(container.image), f"image {container.image}"
     for name in sorted(deployment_names):
-        version = fc.version_from_builtin_service(name)
+        version = version_from_builtin_service(name)
         if version:
             return version, f"built-in Deployment {name} (assumed {version.major}.{version.minor})"
     return None
@@ -163,7 +167,7 @@ def detect_version(config: fc.PropellerConfig, propeller: DeploymentInfo | None,
 class OfflineInput:
     """What `--from` files amount to: the config files, the flavor they imply, and values when given values."""
 
-    config: fc.PropellerConfig
+    config: PropellerConfig
     flavor: Flavor | None
     values: dict | None = None
     config_maps: tuple[dict, ...] = ()  # the ConfigMap manifests, for rendering the updated one
@@ -192,10 +196,10 @@ def classify_document(doc: Any, path: str) -> str:
                     "sections nor flyte-binary/flyte-core values: check the file")
 
 
-def load_offline(paths: Sequence[str], texts: Sequence[str], version: fc.FlyteVersion | None,
+def load_offline(paths: Sequence[str], texts: Sequence[str], version: FlyteVersion | None,
                  flavor: Flavor | None) -> OfflineInput:
     """Turn `--from` files (already read) into propeller's config files."""
-    files: list[fc.ConfigFile] = []
+    files: list[ConfigFile] = []
     values_docs: list[tuple[str, dict]] = []
     manifests: list[dict] = []
     for path, text in zip(paths, texts, strict=True):
@@ -205,7 +209,7 @@ def load_offline(paths: Sequence[str], texts: Sequence[str], version: fc.FlyteVe
                 manifests.append(doc)
                 files += _config_map_files(doc, path)
             elif kind == "config":
-                files.append(fc.ConfigFile(os.path.basename(path), text, path))
+                files.append(ConfigFile(os.path.basename(path), text, path))
             else:
                 values_docs.append((kind, doc))
     if values_docs and (files or manifests):
@@ -225,7 +229,7 @@ def load_offline(paths: Sequence[str], texts: Sequence[str], version: fc.FlyteVe
         return OfflineInput(files_from_values(values, values_flavor, version), values_flavor, values)
     if not files and not manifests:
         raise UserError("--from gave no config: pass ConfigMap manifests, config files or a values file")
-    return OfflineInput(fc.PropellerConfig(tuple(files)), flavor or _flavor_of_manifests(manifests),
+    return OfflineInput(PropellerConfig(tuple(files)), flavor or _flavor_of_manifests(manifests),
                         None, tuple(manifests))
 
 
@@ -246,7 +250,7 @@ def _documents(path: str, text: str) -> list[Any]:
     return expanded
 
 
-def _config_map_files(doc: dict, path: str) -> list[fc.ConfigFile]:
+def _config_map_files(doc: dict, path: str) -> list[ConfigFile]:
     meta = doc.get("metadata") or {}
     name, namespace = meta.get("name"), meta.get("namespace") or "flyte"
     if not name:
@@ -262,7 +266,7 @@ def _config_map_files(doc: dict, path: str) -> list[fc.ConfigFile]:
     for key, text in data.items():
         if not isinstance(text, str):
             raise UserError(f"{path}: ConfigMap {name} key {key} is not text: quote it as a YAML string")
-        files.append(fc.ConfigFile(str(key), text, f"ConfigMap {namespace}/{name}"))
+        files.append(ConfigFile(str(key), text, f"ConfigMap {namespace}/{name}"))
     return files
 
 
@@ -304,11 +308,11 @@ def helm_merge(base: Any, overlay: Any) -> Any:
     return result
 
 
-def chart_defaults(flavor: Flavor, version: fc.FlyteVersion) -> dict:
+def chart_defaults(flavor: Flavor, version: FlyteVersion) -> dict:
     """The routing-relevant chart defaults a user's values file is layered on."""
-    naming = fc.naming_for(version)
-    default = {"endpoint": fc.chart_default_endpoint(naming, version), "insecure": True}
-    tasks = {"task-plugins": fc.chart_default_task_plugins(version)}
+    naming = naming_for(version)
+    default = {"endpoint": chart_default_endpoint(naming, version), "insecure": True}
+    tasks = {"task-plugins": chart_default_task_plugins(version)}
     if flavor is Flavor.CORE:
         return {"configmap": {"enabled_plugins": {"tasks": tasks}},
                 naming.chart_key: {"enabled": False, "plugin_config": {"plugins": {naming.plugin: {
@@ -318,19 +322,19 @@ def chart_defaults(flavor: Flavor, version: fc.FlyteVersion) -> dict:
             "enabled_plugins": {"tasks": tasks}, naming.chart_key: {"enabled": False}, "rbac": {"extraRules": []}}
 
 
-def files_from_values(values: dict, flavor: Flavor, version: fc.FlyteVersion) -> fc.PropellerConfig:
+def files_from_values(values: dict, flavor: Flavor, version: FlyteVersion) -> PropellerConfig:
     """The propeller config files the chart renders from `values` (only the routing-relevant ones)."""
-    naming = fc.naming_for(version)
+    naming = naming_for(version)
     merged = helm_merge(chart_defaults(flavor, version), values)
     origin = f"{flavor.value} values"
     if flavor is Flavor.CORE:
-        files = [fc.ConfigFile(f"{key}.yaml", fc.render_yaml(merged["configmap"][key]), origin)
+        files = [ConfigFile(f"{key}.yaml", render_yaml(merged["configmap"][key]), origin)
                  for key in ("admin", "catalog", "copilot", "core", "enabled_plugins", "k8s", "logger", "otel",
                              "resource_manager", "task_logs") if (merged.get("configmap") or {}).get(key)]
         chart = merged.get(naming.chart_key) or {}
         if chart.get("enabled") and chart.get("plugin_config"):
-            files.append(fc.ConfigFile(naming.core_config_file, fc.render_yaml(chart["plugin_config"]), origin))
-        return fc.PropellerConfig(tuple(files))
+            files.append(ConfigFile(naming.core_config_file, render_yaml(chart["plugin_config"]), origin))
+        return PropellerConfig(tuple(files))
     configuration = merged.get("configuration") or {}
     plugins: dict[str, Any] = {}
     if (merged.get(naming.chart_key) or {}).get("enabled"):
@@ -338,13 +342,13 @@ def files_from_values(values: dict, flavor: Flavor, version: fc.FlyteVersion) ->
     plugins_file = {"tasks": (merged.get("enabled_plugins") or {}).get("tasks") or {}}
     if plugins:
         plugins_file["plugins"] = plugins
-    files = [fc.ConfigFile("001-plugins.yaml", fc.render_yaml(plugins_file), origin)]
+    files = [ConfigFile("001-plugins.yaml", render_yaml(plugins_file), origin)]
     if configuration.get("inline"):
-        files.append(fc.ConfigFile("100-inline-config.yaml", fc.render_yaml(configuration["inline"]), origin))
-    return fc.PropellerConfig(tuple(files))
+        files.append(ConfigFile("100-inline-config.yaml", render_yaml(configuration["inline"]), origin))
+    return PropellerConfig(tuple(files))
 
 
-def values_overlay(plan: fc.RoutingPlan, flavor: Flavor, values: dict | None) -> dict:
+def values_overlay(plan: RoutingPlan, flavor: Flavor, values: dict | None) -> dict:
     """A values file to pass after the user's own (`-f theirs.yaml -f this.yaml`) that applies the plan.
 
     flyte-binary: the plugin section goes to `configuration.inline` (rendered last, whatever the chart toggles),
@@ -369,7 +373,7 @@ def values_overlay(plan: fc.RoutingPlan, flavor: Flavor, values: dict | None) ->
     inline_overlay: dict[str, Any] = {}
     if plugins:
         inline_overlay["plugins"] = plugins
-    if tasks and fc.lookup(inline, "tasks", "task-plugins") is not None:
+    if tasks and lookup(inline, "tasks", "task-plugins") is not None:
         inline_overlay["tasks"] = tasks
     elif tasks:
         overlay["enabled_plugins"] = {"tasks": tasks}
@@ -382,7 +386,7 @@ def values_overlay(plan: fc.RoutingPlan, flavor: Flavor, values: dict | None) ->
     return overlay
 
 
-def updated_config_map(manifests: Sequence[dict], name: str, plan: fc.RoutingPlan) -> dict:
+def updated_config_map(manifests: Sequence[dict], name: str, plan: RoutingPlan) -> dict:
     """The ConfigMap manifest `name` with the toolkit's file set (or dropped when the plan is empty)."""
     source = next((m for m in manifests if (m.get("metadata") or {}).get("name") == name), None)
     if source is None:

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 
-from . import flyte_config as fc
-from . import yamlio
-from .errors import UserError
+from .. import yamlio
+from ..errors import UserError
+from ..flyte.endpoints import k8s_endpoint
+from ..flyte.services import AgentService
+from ..flyte.versions import DEFAULT_TIMEOUT
 
 DEFAULT_FILE = "flyte-agents.yaml"
 API_VERSION = "flyte-agents.dev/v1alpha1"
@@ -57,7 +59,7 @@ class ServiceConfig:
     route: bool = True
     default: bool = False
     sync: bool = False
-    timeout: str = fc.DEFAULT_TIMEOUT
+    timeout: str = DEFAULT_TIMEOUT
     discover: bool = False  # routed without taskTypes: the deploy asks the running image (ListAgents)
 
 
@@ -174,12 +176,12 @@ def _service(root: Path, sid: str, spec: Any, images: dict[str, ImageConfig], fi
     if task_types == [] and flags["route"] and not flags["default"]:
         raise UserError(f"{file}: {where}.taskTypes is empty: list the task types it serves, or omit taskTypes "
                         "to discover them from the image at deploy time")
-    timeout = str(spec.get("timeout", fc.DEFAULT_TIMEOUT))
+    timeout = str(spec.get("timeout", DEFAULT_TIMEOUT))
     discover = task_types is None and flags["route"]
     service = ServiceConfig(sid, environment, image, values, sandbox_values, tuple(task_types or ()),
                             flags["route"], flags["default"], flags["sync"], timeout, discover)
-    try:  # the Flyte rules for ids, task types and timeouts live in flyte_config
-        fc.AgentService(sid, fc.k8s_endpoint(sid, "flyte", 8000), service.task_types, service.sync,
+    try:  # the Flyte rules for ids, task types and timeouts live in flyte/
+        AgentService(sid, k8s_endpoint(sid, "flyte", 8000), service.task_types, service.sync,
                         service.default or not service.route or discover, True, timeout).validate()
     except UserError as err:
         raise UserError(f"{file}: {where}: {err}") from None

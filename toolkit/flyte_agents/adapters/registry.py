@@ -18,8 +18,8 @@ import docker.auth
 import docker.errors
 import requests
 
-from .errors import RegistryError
-from .image_tags import DOCKER_HUB, split_registry
+from ..errors import RegistryError
+from ..imageref import DOCKER_HUB, split_registry
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.index.v1+json",

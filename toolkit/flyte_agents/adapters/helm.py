@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HelmError, UserError
+from ..errors import HelmError, UserError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import docker.errors
 import requests.exceptions
 from docker.utils.socket import frames_iter
 
-from .errors import BuildStepFailed, DockerfileError, DockerUnavailable, InfraError, RegistryError
+from ..errors import BuildStepFailed, DockerUnavailable, DockerfileError, InfraError, RegistryError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")

@@ -1,7 +1,7 @@
-"""The `flyte-agents` command line.
+"""The `flyte-agents` command line: the command group, main() and the console script.
 
-Subcommands live in their own modules and are imported only when invoked, so `flyte-agents --help` stays fast
-(kubernetes, docker and flyteidl are heavy imports).
+Each command `X` is the click command `X` of module `cli/X.py`, imported only when invoked, so `flyte-agents --help`
+stays fast (kubernetes, docker and flyteidl are heavy imports).
 """
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import FlyteAgentsError
+from .. import __version__
+from ..errors import FlyteAgentsError
 
-# name -> (module relative to this package, click command attribute, one-line help for the command list).
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "build": ("commands.build", "build", "Build agent images with content tags; push or side-load what changed."),
-    "config": ("commands.config", "config", "Render, diff, lint, apply or remove propeller's agent routing."),
-    "deploy": ("commands.deploy", "deploy", "Build, push, helm-install, route and verify the project's services."),
-    "status": ("commands.deploy", "status", "Releases, images, readiness, routing and drift of each service."),
-    "undeploy": ("commands.deploy", "undeploy", "Remove the services' releases and exactly the routing added."),
-    "verify": ("commands.deploy", "verify", "gRPC health + ListAgents per service, cross-checked with routing."),
+# command (= its module in this package and the click command in it) -> one-line help for the command list.
+COMMANDS: dict[str, str] = {
+    "build": "Build agent images with content tags; push or side-load what changed.",
+    "config": "Render, diff, lint, apply or remove propeller's agent routing.",
+    "deploy": "Build, push, helm-install, route and verify the project's services.",
+    "status": "Releases, images, readiness, routing and drift of each service.",
+    "undeploy": "Remove the services' releases and exactly the routing added.",
+    "verify": "gRPC health + ListAgents per service, cross-checked with routing.",
 }
 
 
@@ -33,12 +33,11 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        return getattr(importlib.import_module(f"{__package__}.{name}"), name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help comes from the table, not from importing every command module.
-        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        rows = [(name, COMMANDS[name]) for name in sorted(COMMANDS)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import KubernetesError
+from ..errors import KubernetesError
 
 
 @dataclass(frozen=True)

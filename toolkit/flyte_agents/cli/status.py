@@ -1,0 +1,31 @@
+"""`flyte-agents status`: release, image, readiness, routing and drift of each service."""
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from ..workflows import deploy as dp
+from .build import _stdout
+from .target import Session, echo_json, target_options
+
+
+@click.command("status")
+@target_options
+def status(**kw) -> None:
+    """One row per service: release, revision, image, ready replicas, endpoint, routed task types, drift."""
+    session = Session(kw)
+    plan = dp.plan(session.project, session.cluster, session.kube, session.helm, session.docker(),
+                   session.services, session.options())
+    rows = dp.status(plan, session.kube)
+    if session.json:
+        echo_json({"cluster": session.cluster.to_dict(), "services": [r.to_dict() for r in rows],
+                    "routing_drift": plan.routing_changes})
+        return
+    table = Table("service", "env", "release", "rev", "status", "image", "ready", "endpoint", "routed", "drift",
+                  box=None)
+    for row in rows:
+        table.add_row(row.service, row.environment, row.release, str(row.revision or "-"), row.status, row.image,
+                      row.ready, row.endpoint, ", ".join(row.routed) or "-", "; ".join(row.drift) or "none")
+    _stdout().print(table)
+    if plan.routing_changes:
+        session.err.print("[yellow]routing drift:[/] propeller's config differs from the project file: run deploy")
