@@ -8,7 +8,8 @@
 Components: Docker Engine (Debian docker.io), an OCI registry on 127.0.0.1:30000 (Debian docker-registry), helm 3
 and helm 4 (built from the Go module proxy), a Kubernetes control plane (etcd + kube-apiserver,
 kube-controller-manager, kube-scheduler built from the k8s.io/kubernetes module + kwok for fake nodes and pods) and
-a base image with Python (mmdebstrap + docker import). Tool builds are cached outside the repo, keyed by version.
+a base image with Python (mmdebstrap + docker import); flytepropeller and kubectl-flyte for the sandbox stand-in are
+built too (hack/build-propeller.sh). Tool builds are cached outside the repo, keyed by version.
 Stdlib only: this runs before the project's virtualenv exists.
 """
 from __future__ import annotations
@@ -43,6 +44,8 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM3_VERSION = "v3.21.4"
 HELM4_VERSION = "v4.2.4"
+# flytepropeller + kubectl-flyte for the stand-in's flyte-sandbox pod (hack/build-propeller.sh).
+PROPELLER_VERSION = "v1.16.8"
 BASE_SUITE = "bookworm"
 BASE_IMAGE = f"flyte-agents/base-python:{BASE_SUITE}"
 BASE_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,tini"
@@ -53,6 +56,9 @@ ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
 APISERVER_PORT = 16443
 KWOK_PORT = 10247
 NODE_NAME = "kwok-node-0"
+# kwok gives pods IPs from the node's pod CIDR: in loopback, every pod IP answers on this machine, so a container
+# published on its pod's IP is reached through Endpoints like in a real cluster (propeller's k8s:// resolver).
+POD_CIDR = "127.1.0.0/24"
 APT_PACKAGES = {"dockerd": "docker.io", "docker-registry": "docker-registry", "mmdebstrap": "mmdebstrap"}
 
 
@@ -261,6 +267,13 @@ def up_helm(major: int, version: str) -> tuple[Result, Path]:
     return Result(f"helm{major}", shown, time.monotonic() - t0, "cached" if cached else "built"), helm
 
 
+def up_propeller() -> tuple[Result, Path]:
+    t0 = time.monotonic()
+    out, cached = cached_build("propeller", PROPELLER_VERSION, [str(HACK / "build-propeller.sh"), PROPELLER_VERSION])
+    return Result("propeller", f"flytepropeller {PROPELLER_VERSION} + kubectl-flyte", time.monotonic() - t0,
+                  "cached" if cached else "built"), out
+
+
 def up_base_image() -> Result:
     t0 = time.monotonic()
     if docker_api(f"/images/{BASE_IMAGE}/json")[0] == 200:
@@ -431,19 +444,21 @@ def create_node() -> None:
             "metadata": {"name": NODE_NAME, "annotations": {"kwok.x-k8s.io/node": "fake"},
                          "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": "amd64", "type": "kwok"}},
-            "spec": {}}
+            "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}}
     kubectl("apply", "-f", "-", stdin=json.dumps(node))
 
 
 # ---------------------------------------------------------------------------------------------------- commands
 
-def write_env_sh(helm3: Path, helm4: Path) -> Path:
+def write_env_sh(helm3: Path, helm4: Path, propeller: Path) -> Path:
     env = {
         "KUBECONFIG": str(KUBECONFIG),
         "FA_REGISTRY": REGISTRY,
         "FA_HELM3": str(helm3),
         "FA_HELM4": str(helm4),
         "FA_KUBECTL": str(kube_bin() / "kubectl"),
+        "FA_PROPELLER": str(propeller / "flytepropeller"),
+        "FA_KUBECTL_FLYTE": str(propeller / "kubectl-flyte"),
         "FA_BASE_IMAGE": BASE_IMAGE,
         "FA_STATE_DIR": str(STATE),
         "DOCKER_HOST": f"unix://{DOCKER_SOCK}",
@@ -467,21 +482,24 @@ def cmd_up(_args) -> int:
     print(f"make env: state in {STATE}, tool cache in {CACHE}", flush=True)
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            # Builds first (they take minutes cold), daemons meanwhile.
+            # Builds first (they take minutes cold; they share Go's build cache), daemons meanwhile.
             helm3_f = pool.submit(up_helm, 3, HELM3_VERSION)
             helm4_f = pool.submit(up_helm, 4, HELM4_VERSION)
             kube_f = pool.submit(up_kube)
+            propeller_f = pool.submit(up_propeller)
             for r in (up_docker(), up_registry(), up_base_image()):
                 print_result(r)
             (r3, helm3), (r4, helm4) = helm3_f.result(), helm4_f.result()
             print_result(r3)
             print_result(r4)
             print_result(kube_f.result())
+            r_propeller, propeller = propeller_f.result()
+            print_result(r_propeller)
     except (EnvError, subprocess.CalledProcessError) as err:
         detail = err.stderr if isinstance(err, subprocess.CalledProcessError) else ""
         print(f"make env: FAILED: {err}\n{detail or ''}", file=sys.stderr)
         return 1
-    path = write_env_sh(helm3, helm4)
+    path = write_env_sh(helm3, helm4, propeller)
     print(f"make env: ready in {time.monotonic() - t0:.1f}s; wrote {path.relative_to(REPO)}", flush=True)
     return 0
 
