@@ -8,7 +8,9 @@ Every error message is one line: what is wrong and what to do. Exit codes tell C
     4  Docker Engine unreachable        10  a rollout did not become ready
     5  registry unreachable or refused  11  verification failed (health, ListAgents, routing)
     6  Dockerfile invalid               12  a concurrent writer kept winning (retries exhausted)
-                                       130  interrupted (Ctrl-C), after rolling back what was changed
+   13  agent endpoint unreachable       14  the endpoint is not a gRPC server
+   15  TLS mismatch (TLS on a plaintext port, or plaintext to a TLS port)
+   16  conformance: a check failed     130  interrupted (Ctrl-C), after rolling back what was changed
 """
 from __future__ import annotations
 
@@ -65,6 +67,22 @@ class VerificationFailed(FlyteAgentsError):
 
 class ConflictError(InfraError):
     exit_code = 12
+
+
+class EndpointUnreachable(InfraError):
+    exit_code = 13
+
+
+class NotGrpcEndpoint(InfraError):
+    exit_code = 14
+
+
+class TlsMismatch(InfraError):
+    exit_code = 15
+
+
+class ConformanceFailed(FlyteAgentsError):
+    exit_code = 16
 
 
 class Interrupted(FlyteAgentsError):

@@ -6,16 +6,24 @@
 //   - go_echo_sync (sync, SyncAgentService.ExecuteTaskSync): header, inputs, close -> one header with the Resource.
 //
 // -fault selects one real misbehaviour, each meant to be caught by exactly one conformance check.
-// It prints "serving HOST:PORT" on stdout once it accepts connections (-listen 127.0.0.1:0 picks a free port).
+// It prints "serving HOST:PORT" on stdout once it accepts connections (-listen 127.0.0.1:0 picks a free port);
+// -tls serves TLS with a throwaway self-signed certificate.
 package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"os"
 	"os/signal"
@@ -29,6 +37,7 @@ import (
 	"github.com/flyteorg/flyte/flyteidl/gen/pb-go/flyteidl/service"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -236,6 +245,22 @@ func truncate(raw []byte) string {
 	return string(raw)
 }
 
+// selfSigned is a throwaway certificate for -tls: enough to speak TLS on the port (clients cannot verify it).
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	template := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "goagent"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
 func faultNames() string {
 	names := make([]string, 0, len(faults))
 	for name := range faults {
@@ -250,6 +275,7 @@ func main() {
 	fault := flag.String("fault", "", "misbehave on purpose: "+faultNames())
 	listDelay := flag.Duration("list-delay", 4*time.Second, "how long ListAgents takes with -fault slow-list")
 	runFor := flag.Duration("run-for", 300*time.Millisecond, "how long a go_echo job stays RUNNING")
+	useTLS := flag.Bool("tls", false, "serve TLS with a throwaway self-signed certificate")
 	flag.Parse()
 	if _, ok := faults[*fault]; *fault != "" && !ok {
 		fmt.Fprintf(os.Stderr, "error: unknown -fault %q; one of: %s\n", *fault, faultNames())
@@ -261,7 +287,15 @@ func main() {
 	if err != nil {
 		log.Fatalf("listen %s: %v", *listen, err)
 	}
-	server := grpc.NewServer()
+	var options []grpc.ServerOption
+	if *useTLS {
+		cert, err := selfSigned()
+		if err != nil {
+			log.Fatalf("certificate: %v", err)
+		}
+		options = append(options, grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	}
+	server := grpc.NewServer(options...)
 	healthServer := health.NewServer()
 	healthpb.RegisterHealthServer(server, healthServer)
 	offered := []string{service.AsyncAgentService_ServiceDesc.ServiceName, service.SyncAgentService_ServiceDesc.ServiceName}

@@ -7,13 +7,19 @@ deprecated `supported_task_types` strings of older servers.
 
 `PodForward` reaches a pod's port through the Kubernetes API server (the kubelet's port-forward, over the
 client's websocket), exposed as a local loopback port so that grpc can dial it like any address.
+
+`AgentChannel` makes every agent call (health, metadata, async, sync) with a deadline and times it, returning the
+status code instead of raising; `sniff` tells with raw sockets what speaks at a port (plaintext HTTP/2, TLS,
+HTTP/1, something else), which gRPC's own errors cannot tell apart.
 """
 from __future__ import annotations
 
 import select
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from ..errors import KubernetesError
@@ -177,3 +183,169 @@ def ready_pods(core: Any, namespace: str, selector: dict[str, str]) -> list[str]
                 conditions.get("Ready") == "True":
             ready.append(pod.metadata.name)
     return sorted(ready)
+
+
+# ------------------------------------------------------------------------------------------------ agent calls
+
+@dataclass(frozen=True)
+class Reply:
+    """How one call ended: the gRPC status code's name, its details, seconds taken, and the answer when OK (for a
+    stream: the messages received, also when the stream then failed)."""
+
+    code: str
+    details: str
+    elapsed: float
+    value: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "OK"
+
+
+class AgentChannel:
+    """One channel to an agent server and its calls, each with a deadline, timed, never raising for a gRPC status."""
+
+    def __init__(self, address: str, tls: bool = False) -> None:
+        import grpc
+
+        self.address = address
+        self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials()) if tls else \
+            grpc.insecure_channel(address)
+
+    def __enter__(self) -> "AgentChannel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._channel.close()
+
+    def health(self, service: str, timeout: float) -> Reply:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        reply = self._unary(health_pb2_grpc.HealthStub(self._channel).Check,
+                            health_pb2.HealthCheckRequest(service=service), timeout)
+        if reply.ok:
+            return Reply(reply.code, reply.details, reply.elapsed,
+                         health_pb2.HealthCheckResponse.ServingStatus.Name(reply.value.status))
+        return reply
+
+    def list_agents(self, timeout: float) -> Reply:
+        from flyteidl.admin import agent_pb2
+        from flyteidl.service import agent_pb2_grpc
+
+        return self._unary(agent_pb2_grpc.AgentMetadataServiceStub(self._channel).ListAgents,
+                           agent_pb2.ListAgentsRequest(), timeout)
+
+    def get_agent(self, name: str, timeout: float) -> Reply:
+        from flyteidl.admin import agent_pb2
+        from flyteidl.service import agent_pb2_grpc
+
+        return self._unary(agent_pb2_grpc.AgentMetadataServiceStub(self._channel).GetAgent,
+                           agent_pb2.GetAgentRequest(name=name), timeout)
+
+    def create_task(self, request: Any, timeout: float) -> Reply:
+        return self._unary(self._async().CreateTask, request, timeout)
+
+    def get_task(self, request: Any, timeout: float) -> Reply:
+        return self._unary(self._async().GetTask, request, timeout)
+
+    def delete_task(self, request: Any, timeout: float) -> Reply:
+        return self._unary(self._async().DeleteTask, request, timeout)
+
+    def execute_task_sync(self, requests: list, timeout: float) -> Reply:
+        """Send the requests, close the sending side, and collect every response until the server ends the call."""
+        import grpc
+        from flyteidl.service import agent_pb2_grpc
+
+        received: list = []
+        started = time.monotonic()
+        call = agent_pb2_grpc.SyncAgentServiceStub(self._channel).ExecuteTaskSync(iter(requests), timeout=timeout)
+        try:
+            for response in call:
+                received.append(response)
+        except grpc.RpcError as err:
+            return Reply(err.code().name, err.details() or "", time.monotonic() - started, received)
+        return Reply(call.code().name, call.details() or "", time.monotonic() - started, received)
+
+    def _async(self) -> Any:
+        from flyteidl.service import agent_pb2_grpc
+
+        return agent_pb2_grpc.AsyncAgentServiceStub(self._channel)
+
+    @staticmethod
+    def _unary(method: Any, request: Any, timeout: float) -> Reply:
+        import grpc
+
+        started = time.monotonic()
+        try:
+            answer = method(request, timeout=timeout)
+        except grpc.RpcError as err:
+            return Reply(err.code().name, err.details() or "", time.monotonic() - started)
+        return Reply("OK", "", time.monotonic() - started, answer)
+
+
+# ------------------------------------------------------------------------------------------------ what answers
+
+class Wire(Enum):
+    """What a TCP endpoint speaks, found with raw sockets (gRPC's own errors cannot tell these apart)."""
+
+    UNREACHABLE = "unreachable"
+    PLAIN_HTTP2 = "plaintext HTTP/2"
+    TLS = "TLS"
+    OTHER = "neither HTTP/2 nor TLS"
+
+
+# HTTP/2's connection preface and an empty SETTINGS frame: a plaintext HTTP/2 (gRPC) server answers with SETTINGS.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS = 4
+
+
+def sniff(address: str, tls_first: bool, timeout: float = 3.0) -> tuple[Wire, str]:
+    """(what speaks at host:port, what it said when that is neither). tls_first tries a TLS handshake before
+    HTTP/2's plaintext preface."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    answered = b""
+    for probe in ((_tls_handshake, _plain_preface) if tls_first else (_plain_preface, _tls_handshake)):
+        try:
+            found, said = probe(host, int(port), timeout)
+        except OSError as err:
+            return Wire.UNREACHABLE, str(err) or type(err).__name__
+        if found is not None:
+            return found, ""
+        answered = answered or said
+    return Wire.OTHER, f"it answered {answered[:16]!r} to HTTP/2's preface" if answered else \
+        "it closed the connection on HTTP/2's preface"
+
+
+def _plain_preface(host: str, port: int, timeout: float) -> tuple[Wire | None, bytes]:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(_H2_PREFACE)
+        head = _read(sock, 9)
+    return (Wire.PLAIN_HTTP2 if len(head) == 9 and head[3] == _SETTINGS else None), head
+
+
+def _tls_handshake(host: str, port: int, timeout: float) -> tuple[Wire | None, bytes]:
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only asks whether TLS is spoken; the gRPC channel verifies
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        try:
+            with context.wrap_socket(sock, server_hostname=host or None):
+                return Wire.TLS, b""
+        except (ssl.SSLError, ConnectionResetError, socket.timeout):
+            return None, b""
+
+
+def _read(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    try:
+        while len(data) < size:
+            chunk = sock.recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return data

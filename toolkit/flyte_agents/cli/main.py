@@ -19,6 +19,7 @@ from ..errors import FlyteAgentsError
 COMMANDS: dict[str, str] = {
     "build": "Build agent images with content tags; push or side-load what changed.",
     "config": "Render, diff, lint, apply or remove propeller's agent routing.",
+    "conformance": "Check an agent server in any language against what propeller does.",
     "deploy": "Build, push, helm-install, route and verify the project's services.",
     "status": "Releases, images, readiness, routing and drift of each service.",
     "undeploy": "Remove the services' releases and exactly the routing added.",

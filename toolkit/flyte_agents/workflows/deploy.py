@@ -379,20 +379,31 @@ def check(kube: Kube, cluster: Cluster, releases: list[ReleasePlan], routed: lis
     return VerifyResult(probes, findings)
 
 
+def service_pods(kube: Kube, release: ReleasePlan) -> tuple[list[str], str | None]:
+    """The ready pods of a release's Deployment, or none and why."""
+    deployment = _read_deployment(kube, release.namespace, fullname(release.release, release.values))
+    if deployment is None:
+        return [], f"Deployment {release.namespace}/{fullname(release.release, release.values)} does not exist"
+    return grpc.ready_pods(kube.core, release.namespace, deployment.spec.selector.match_labels or {}), None
+
+
+def pod_forward(kube: Kube, release: ReleasePlan, pod: str) -> grpc.PodForward:
+    """A loopback port that reaches the pod's gRPC port through the API server (with it: `.address`)."""
+    return grpc.PodForward(kube.core, release.namespace, pod, grpc_port(release.values))
+
+
 def _probe_service(kube: Kube, release: ReleasePlan, timeout: float, endpoint: str | None,
                    progress: Progress) -> list[grpc.Probe]:
     if endpoint:
         return [_probe_until_serving(endpoint, timeout, f"--endpoint {endpoint}")]
-    deployment = _read_deployment(kube, release.namespace, fullname(release.release, release.values))
-    if deployment is None:
-        return [grpc.Probe(release.endpoint, None, error=f"Deployment {release.namespace}/"
-                                  f"{fullname(release.release, release.values)} does not exist")]
-    selector = deployment.spec.selector.match_labels or {}
+    pods, missing = service_pods(kube, release)
+    if missing:
+        return [grpc.Probe(release.endpoint, None, error=missing)]
     found = []
-    for pod in grpc.ready_pods(kube.core, release.namespace, selector):
+    for pod in pods:
         progress(f"verify {release.service.id}: pod {pod} through the API server")
         started = time.monotonic()
-        with grpc.PodForward(kube.core, release.namespace, pod, grpc_port(release.values)) as forward:
+        with pod_forward(kube, release, pod) as forward:
             found.append(_probe_until_serving(forward.address, timeout,
                                               f"pod {release.namespace}/{pod} (port-forward)"))
         # A new pod may take a while to serve (imports, agent start-up): say how long, it is often most of a deploy.
