@@ -173,9 +173,8 @@ def _outcome(reply: rpc.Reply) -> cf.Outcome:
 class _Run:
     """One conformance run: the channel, the task for each category, and the requests built from them."""
 
-    def __init__(self, channel: rpc.AgentChannel, files: dict[cf.Category, TaskFile], options: Options,
-                 progress: Progress) -> None:
-        self.channel, self.files, self.options, self.progress = channel, files, options, progress
+    def __init__(self, channel: rpc.AgentChannel, files: dict[cf.Category, TaskFile], options: Options) -> None:
+        self.channel, self.files, self.options = channel, files, options
         self.run_id = f"conformance-{uuid.uuid4().hex[:8]}"
         self.output_prefix = options.output_prefix or f"/tmp/flyte-agents-conformance/{self.run_id}"
 
@@ -239,7 +238,7 @@ def run(address: str, via: str, files: dict[cf.Category, TaskFile], options: Opt
         progress: Progress = lambda _: None) -> cf.Report:
     check_endpoint(address, options.tls)
     with rpc.AgentChannel(address, options.tls) as channel:
-        runner = _Run(channel, files, options, progress)
+        runner = _Run(channel, files, options)
         rows = [_health(channel, address, options.tls, progress)]
         listed, agents, list_row = _list_agents(channel, progress)
         rows.append(list_row)
