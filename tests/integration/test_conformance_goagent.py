@@ -91,6 +91,9 @@ def test_keeps_the_contract(goagent):
         with pytest.raises(grpc.RpcError) as unknown:
             create(channel, "no_such_type")
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    # the server's own record of what it ran
+    assert "CreateTask go_echo t: 1 inputs" in goagent.log_text()
+    assert "ExecuteTaskSync go_echo_sync t: 1 inputs" in goagent.log_text()
 
 
 def observe(channel, fault: str):

@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,27 +75,34 @@ class GoAgent:
     address: str  # 127.0.0.1:PORT
     fault: str | None
     process: subprocess.Popen
+    log: Path  # the server's stderr: one line per CreateTask / ExecuteTaskSync it ran
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
 
 
 @contextmanager
 def serve(binary: Path, fault: str | None = None, *args: str) -> Iterator[GoAgent]:
     """Run the server on a free loopback port until the block ends."""
     argv = [str(binary), "-listen", "127.0.0.1:0", *(["-fault", fault] if fault else []), *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True)
-    try:
-        line = proc.stdout.readline()  # "serving HOST:PORT fault=..." once it accepts connections
-        if not line.startswith("serving "):
-            proc.kill()
-            raise BuildError(f"{' '.join(argv)} did not start: {line}{proc.stderr.read()[-2000:]}")
-        yield GoAgent(line.split()[1], fault, proc)
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryDirectory(prefix="goagent-") as tmp:
+        log = Path(tmp) / "server.log"
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            line = proc.stdout.readline()  # "serving HOST:PORT fault=..." once it accepts connections
+            if not line.startswith("serving "):
+                proc.kill()
+                raise BuildError(f"{' '.join(argv)} did not start: {line}{log.read_text()[-2000:]}")
+            yield GoAgent(line.split()[1], fault, proc, log)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
 
 
 @pytest.fixture(scope="session")

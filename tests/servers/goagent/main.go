@@ -141,6 +141,9 @@ func (a *asyncServer) CreateTask(_ context.Context, req *admin.CreateTaskRequest
 	if a.cfg.fault == "empty-resource-meta" {
 		meta = nil
 	}
+	// The server's own record of each task it ran (tests match it against propeller's executions).
+	log.Printf("CreateTask %s %s: %d inputs", asyncType, req.GetTemplate().GetId().GetName(),
+		len(req.GetInputs().GetLiterals()))
 	return &admin.CreateTaskResponse{ResourceMeta: meta}, nil
 }
 
@@ -214,6 +217,8 @@ func (s *syncServer) ExecuteTaskSync(stream service.SyncAgentService_ExecuteTask
 	default:
 		inputs = second.GetInputs()
 	}
+	log.Printf("ExecuteTaskSync %s %s: %d inputs", syncType, header.GetTemplate().GetId().GetName(),
+		len(inputs.GetLiterals()))
 	if s.cfg.fault == "sync-no-response" {
 		return nil
 	}
