@@ -54,7 +54,8 @@ CASES = [
      "core.yaml (ConfigMap flyte/flyte-propeller-config) is not valid YAML"),
     ("configmap-without-name", ["render", "--from", "{no-name.yaml}", "--service", GOOD], "without metadata.name"),
     ("unknown-document", ["render", "--from", "{helm-chart.yaml}", "--service", GOOD], "neither propeller config"),
-    ("enabled-plugins-map", ["render", "--from", "{map-plugins.yaml}", "--service", GOOD], "is not a list"),
+    ("enabled-plugins-map", ["render", "--from", "{map-plugins.yaml}", "--service", GOOD],
+     "tasks.task-plugins.enabled-plugins is a map, expected a list of plugin ids"),
     ("no-version-evidence", ["render", "--from", "{no-version.yaml}", "--service", GOOD],
      "do not say the Flyte version"),
     ("unknown-flavor", ["render", "--from", SANDBOX, "--service", GOOD, "--flavor", "k3s"], "--flavor 'k3s'"),
@@ -106,6 +107,51 @@ CASES = [
      "must be a list"),
     ("lint-bad-output", ["lint", "--from", SANDBOX, "-o", "yaml"], "--output 'yaml'"),
 ]
+
+
+# Wrongly typed propeller config sections: (case id, file text, the key path and kinds the one line names)
+WRONG_TYPES = [
+    ("tasks-scalar", "tasks: container\n", "tasks is a string ('container'), expected a map"),
+    ("task-plugins-scalar", "tasks: {task-plugins: 5}\n", "tasks.task-plugins is a number (5), expected a map"),
+    ("task-plugins-list", "tasks: {task-plugins: [container]}\n", "tasks.task-plugins is a list, expected a map"),
+    ("enabled-plugins-string", "tasks: {task-plugins: {enabled-plugins: container}}\n",
+     "tasks.task-plugins.enabled-plugins is a string ('container'), expected a list of plugin ids"),
+    ("enabled-plugins-item-map", "tasks: {task-plugins: {enabled-plugins: [{container: 1}]}}\n",
+     "tasks.task-plugins.enabled-plugins[0] is a map, expected a plugin id"),
+    ("default-for-task-types-strings", "tasks: {task-plugins: {default-for-task-types: [container]}}\n",
+     "tasks.task-plugins.default-for-task-types[0] is a string ('container'), expected a single-key map"),
+    ("default-for-task-types-scalar", "Tasks: {Task-Plugins: {Default-For-Task-Types: yes}}\n",
+     "Tasks.Task-Plugins.Default-For-Task-Types is a boolean (true), expected a map of task type to plugin id"),
+    ("plugins-list", "plugins: [connector-service]\n", "plugins is a list, expected a map of plugin sections"),
+    ("plugin-section-list", "plugins: {connector-service: [{defaultConnector: {endpoint: 'a:1'}}]}\n",
+     "plugins.connector-service is a list, expected a map of defaultConnector"),
+    ("plugin-section-scalar", "plugins: {agent-service: enabled}\n",
+     "plugins.agent-service is a string ('enabled'), expected a map of defaultAgent"),
+    ("default-deployment-list", "plugins: {connector-service: {defaultConnector: ['k8s://a.b:1']}}\n",
+     "plugins.connector-service.defaultConnector is a list, expected a map of endpoint"),
+    ("deployments-strings", "plugins: {connector-service: {connectors: [a, b]}}\n",
+     "plugins.connector-service.connectors[0] is a string ('a'), expected a single-key map"),
+    ("deployments-scalar", "plugins: {connector-service: {connectors: a}}\n",
+     "plugins.connector-service.connectors is a string ('a'), expected a map of deployment id to deployment"),
+    ("deployment-scalar", "plugins: {connector-service: {connectors: {a: 'k8s://a.b:1'}}}\n",
+     "plugins.connector-service.connectors.a is a string ('k8s://a.b:1'), expected a map of endpoint"),
+    ("listed-deployment-scalar", "plugins: {connector-service: {connectors: [{a: 'k8s://a.b:1'}]}}\n",
+     "plugins.connector-service.connectors[0].a is a string"),
+    ("endpoint-map", "plugins: {connector-service: {defaultConnector: {endpoint: {host: a}}}}\n",
+     "plugins.connector-service.defaultConnector.endpoint is a map, expected a gRPC target"),
+    ("timeouts-scalar", "plugins: {connector-service: {defaultConnector: {timeouts: 10s}}}\n",
+     "plugins.connector-service.defaultConnector.timeouts is a string ('10s'), expected a map of RPC name to duration"),
+    ("pins-list-of-lists", "plugins: {agent-service: {agentForTaskTypes: [[t, a]]}}\n",
+     "plugins.agent-service.agentForTaskTypes[0] is a list, expected a single-key map"),
+    ("pin-value-map", "plugins: {agent-service: {agentForTaskTypes: {t: {id: a}}}}\n",
+     "plugins.agent-service.agentForTaskTypes.t is a map, expected a deployment id"),
+    ("supported-types-map", "plugins: {agent-service: {supportedTaskTypes: {t: 1}}}\n",
+     "plugins.agent-service.supportedTaskTypes is a map, expected a list of task types"),
+]
+for _case, _text, _fragment in WRONG_TYPES:
+    FILES[f"{_case}.yaml"] = _text
+    CASES.append((f"wrong-type-{_case}", ["render", "--from", f"{{{_case}.yaml}}", "--service", GOOD,
+                                          "--flyte-version", "1.16"], f"{_case}.yaml): {_fragment}"))
 
 
 def _digest(paths: list[Path]) -> dict[str, str]:

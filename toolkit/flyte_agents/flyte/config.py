@@ -12,6 +12,10 @@ How propeller reads its config (flytestdlib `config/viper`, viper v1.11 up to Fl
 * maps merge key by key, case-insensitively; a list or scalar is replaced whole by a later file; a later
   non-map value for a key that holds a map is dropped with nothing but a log line (viper `mergeMaps`);
 * `tasks.task-plugins.enabled-plugins` that is empty enables every registered plugin.
+
+Viper 1.21 (Flyte 1.16.6+) lowercases the keys of maps inside lists too, and flytestdlib's parseViperConfig then
+puts every list back as the files wrote it (restoreCaseSensitiveArrayKeys), so both versions end with the model
+above: lists keep their items' case, and a list's value is the last file's.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Any
 
 from .. import yamlio
 from ..errors import UserError
+from . import config_schema
 from .versions import AGENT_NAMING, CONNECTOR_NAMING, Naming
 
 TOOLKIT_FILE = "zz-flyte-agents.yaml"  # 'z' sorts after digits and after flyte-core's lowercase file names
@@ -52,7 +57,9 @@ class ConfigFile:
         if not isinstance(data, dict):
             raise UserError(f"config file {self.label} holds a {type(data).__name__}, not a map of config "
                             "sections: propeller config files are YAML maps")
-        return _stringify_keys(data)
+        document = _stringify_keys(data)
+        config_schema.check(document, self.label)
+        return document
 
 
 def _stringify_keys(value: Any) -> Any:
@@ -105,11 +112,19 @@ def merge_into(target: dict, source: dict, origins: dict, later: str, path: str 
                 events.append(MergeEvent("type-mismatch", key_path, origins.get(key_path, "?"), later))
             continue
         if isinstance(current, list) and isinstance(value, list) and events is not None:
-            dropped = tuple(_item_text(i) for i in current if i not in value)
+            dropped = _dropped(current, value)
             if dropped:
                 events.append(MergeEvent("list-replaced", key_path, origins.get(key_path, "?"), later, dropped))
         target[key] = copy.deepcopy(value)
         origins[key_path] = later
+
+
+def _dropped(earlier: list, later: list) -> tuple[str, ...]:
+    """What a later list loses of an earlier one: the keys of a keyed list (list of single-key maps), else items."""
+    if all(isinstance(i, dict) for i in earlier + later):
+        kept = {k for item in later for k in item}
+        return tuple(dict.fromkeys(k for item in earlier for k in item if k not in kept))
+    return tuple(_item_text(i) for i in earlier if i not in later)
 
 
 def _item_text(item: Any) -> str:
