@@ -43,7 +43,7 @@ FILES = {
 CASES = [
     # (case id, argv after `config`, substring of the one-line error)
     ("bad-yaml", ["render", "--from", "{bad.yaml}", "--service", GOOD], "not valid YAML at line"),
-    ("missing-file", ["render", "--from", "{nope.yaml}", "--service", GOOD], "cannot read it"),
+    ("missing-file", ["render", "--from", "{nope.yaml}", "--service", GOOD], "does not exist"),
     ("empty-file", ["render", "--from", "{empty.yaml}", "--service", GOOD], "is empty"),
     ("not-a-configmap", ["render", "--from", "{deployment.yaml}", "--service", GOOD], "Deployment is not a ConfigMap"),
     ("foreign-configmap", ["render", "--from", "{ca.yaml}", "--service", GOOD], "not propeller's config"),

@@ -33,7 +33,7 @@ def run(capsys, *args: str) -> tuple[int, str]:
     (("--endpoint", ENDPOINT, "--wait", "0"), "--wait 0: give a number of seconds above 0"),
     (("--endpoint", ENDPOINT, "--output", "xml"), "--output 'xml' is unknown"),
     (("--endpoint", ENDPOINT, "--junit", "/no/such/dir/j.xml"), "directory /no/such/dir does not exist"),
-    (("--endpoint", ENDPOINT, "--task", "/no/such/task.pb"), "--task /no/such/task.pb: No such file"),
+    (("--endpoint", ENDPOINT, "--task", "/no/such/task.pb"), "--task /no/such/task.pb does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, words):
     code, err = run(capsys, *args)

@@ -47,8 +47,9 @@ CASES = [
     ("colour", "blue", "unknown field colour: use one of"),
     ("services.demo-prod.valuez", [], "unknown field services.demo-prod.valuez"),
     ("services.demo-prod.image", "missing", "services.demo-prod.image 'missing' is not defined under images"),
-    ("services.demo-prod.values", ["values/nope.yaml"], "services.demo-prod.values[0] 'values/nope.yaml' is not an "
-                                                         "existing file"),
+    ("services.demo-prod.values", ["values/nope.yaml"], "services.demo-prod.values[0] 'values/nope.yaml' does not "
+                                                         "exist"),
+    ("services.demo-prod.values", ["values"], "services.demo-prod.values[0] 'values' is a directory, not a file"),
     ("services.demo-prod.values", "values/base.yaml", "services.demo-prod.values must be a list"),
     ("services.demo-prod.taskTypes", ["Upper"], "services.demo-prod: service demo-prod: task type 'Upper' has "
                                                 "uppercase letters"),
@@ -56,7 +57,7 @@ CASES = [
     ("services.demo-prod.environment", None, "services.demo-prod.environment is missing: set it"),
     ("services.demo-dev.route", True, "task type 'flyte_agents_demo' is routed to both demo-prod and demo-dev"),
     ("services.demo-dev.default", True, "services.demo-dev is default but route is false"),
-    ("images.agent.context", "no_such_dir", "images.agent.context 'no_such_dir' is not an existing directory"),
+    ("images.agent.context", "no_such_dir", "images.agent.context 'no_such_dir' does not exist"),
     ("images.agent.repository", "Bad Name", "images.agent.repository 'Bad Name' is not a repository path"),
     ("images.agent.buildArgs", {"X": True}, "images.agent.buildArgs.X must be a string"),
     ("sandbox.builtin", "maybe", "sandbox.builtin 'maybe' is unknown: use keep"),
@@ -81,7 +82,7 @@ def test_cli_reports_a_bad_project_file_in_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "flyte_agents.cli.main", "deploy", "--sandbox", "--dry-run",
                            "--project", str(bad)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith(f"error: {bad} at line 4 is not valid YAML")
+    assert proc.stderr.strip().startswith(f"error: project file {bad} is not valid YAML at line 4")
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 

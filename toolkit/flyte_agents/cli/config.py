@@ -17,12 +17,11 @@ Services come from `--service` specs and/or a `--services` YAML file:
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Sequence
 
 import click
 
-from .. import yamlio
+from .. import userfiles
 from ..errors import UserError
 from ..flyte import propeller_target as pt
 from ..flyte.lint import LintFinding, lint
@@ -95,11 +94,7 @@ def parse_service_spec(spec: str) -> AgentService:
 def load_services(specs: Sequence[str], services_file: str | None, required: bool = True) -> list[AgentService]:
     services = [parse_service_spec(s) for s in specs]
     if services_file:
-        text = _read(services_file, "--services")
-        try:
-            doc = yamlio.load(text)
-        except yamlio.Error:
-            raise UserError(f"--services {services_file}: not valid YAML: fix the file") from None
+        doc = userfiles.load_yaml(services_file, "--services")
         items = doc.get("services") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
             raise UserError(f"--services {services_file}: expected a list under `services:`")
@@ -108,15 +103,6 @@ def load_services(specs: Sequence[str], services_file: str | None, required: boo
         raise UserError("no services given: pass --service id=…,endpoint=…,task-types=… or --services FILE")
     validate_services(services)
     return services
-
-
-def _read(path: str, option: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError as err:
-        raise UserError(f"{option} {path}: cannot read it ({err.strerror}): check the path") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{option} {path}: is not UTF-8 text") from None
 
 
 def _version(text: str | None) -> FlyteVersion | None:
@@ -142,7 +128,7 @@ def _offline(sources: Sequence[str], flyte_version: str | None, flavor_text: str
         raise UserError("--from is required: pass propeller's ConfigMap manifests, config files or a values file")
     flavor = pt.parse_flavor(flavor_text)
     version = _version(flyte_version)
-    texts = [_read(path, "--from") for path in sources]
+    texts = [userfiles.read_text(path, "--from") for path in sources]
     offline = pt.load_offline(list(sources), texts, version, flavor)
     if version is None:
         found = pt.detect_version(offline.config, None, [])

@@ -10,9 +10,9 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
+from .. import userfiles
 from ..adapters import grpc as rpc
 from ..errors import EndpointUnreachable, NotGrpcEndpoint, TlsMismatch, UserError
 from ..flyte import conformance as cf
@@ -64,7 +64,7 @@ def _read_template(path: str) -> Any:
     from google.protobuf import json_format
     from google.protobuf.message import DecodeError
 
-    data = _read(path, "--task")
+    data = userfiles.read_bytes(path, "--task")
     candidates = []
     for message in (task_pb2.TaskSpec(), tasks_pb2.TaskTemplate()):
         try:
@@ -87,20 +87,13 @@ def _read_inputs(path: str) -> Any:
     from google.protobuf import json_format
     from google.protobuf.message import DecodeError
 
-    data = _read(path, "--task inputs")
+    data = userfiles.read_bytes(path, "--task inputs")
     inputs = literals_pb2.LiteralMap()
     try:
         json_format.Parse(data, inputs) if path.endswith(".json") else inputs.ParseFromString(data)
     except (json_format.ParseError, DecodeError, UnicodeDecodeError, ValueError) as err:
         raise UserError(f"--task inputs {path}: not a core.LiteralMap (.pb or .json): {err}") from None
     return inputs
-
-
-def _read(path: str, option: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise UserError(f"{option} {path}: {err.strerror or err}") from None
 
 
 def _empty_inputs() -> Any:

@@ -24,7 +24,6 @@ from typing import Any, Callable
 
 import yaml
 
-from .. import yamlio
 from ..adapters import grpc
 from ..adapters.helm import Helm, Revision
 from ..adapters.kube import Kube
@@ -40,7 +39,7 @@ from ..kubeobjects import ConfigMapState
 from . import image_tags as tags
 from . import images
 from . import routing
-from .project import Project, ServiceConfig
+from .project import Project, ServiceConfig, chart_meta, load_values
 from .sandbox import Cluster
 
 DESCRIPTION_PREFIX = "flyte-agents chart="
@@ -178,14 +177,7 @@ def service_values(project: Project, service: ServiceConfig, cluster: Cluster, i
     merged: dict = {}
     files = service.values + (service.sandbox_values if cluster.sandbox else ())
     for path in files:
-        try:
-            doc = yamlio.load(path.read_text()) or {}
-        except yamlio.Error as err:
-            raise UserError(f"values file {path} is not valid YAML ({getattr(err, 'problem', err)}): fix it") \
-                from None
-        if not isinstance(doc, dict):
-            raise UserError(f"values file {path} is not a mapping: a values file is key: value pairs")
-        merged = pt.helm_merge(merged, doc)
+        merged = pt.helm_merge(merged, load_values(path))
     repository, _, tag = image_ref.rpartition(":")
     toolkit = {"image": {"repository": repository, "tag": tag},
                "agent": {"serve": serve_command(cluster.version), "environment": service.environment}}
@@ -295,7 +287,7 @@ def _preview(kube: Kube, cluster: Cluster, routed: list[AgentService]) -> routin
 def chart_description(chart: Path) -> str:
     """The release description a deploy records: the chart's name, version and content digest, so that one
     `helm status` tells whether the deployed chart is this one."""
-    meta = yamlio.load((chart / "Chart.yaml").read_text())
+    meta = chart_meta(chart)
     return f"{DESCRIPTION_PREFIX}{meta['name']}-{meta['version']}@{chart_digest(chart)}"
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
+from .. import userfiles
 from ..errors import UserError
 
 DOCKERIGNORE = ".dockerignore"
@@ -291,7 +292,7 @@ def scan_context(root: Path, dockerfile: Path) -> BuildContext:
     if not dockerfile.is_file():
         raise UserError(f"Dockerfile {dockerfile} does not exist: pass --file or add a Dockerfile to {root}")
     ignore_path = root / DOCKERIGNORE
-    ignore_text = ignore_path.read_text(errors="replace") if ignore_path.is_file() else ""
+    ignore_text = userfiles.read_text(ignore_path, DOCKERIGNORE) if ignore_path.exists() else ""
     patterns = parse_dockerignore(ignore_text)
     try:
         original = IgnoreMatcher(patterns)

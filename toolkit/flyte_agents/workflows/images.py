@@ -26,6 +26,7 @@ from typing import Callable
 
 from ..adapters.docker import DockerEngine, Event, PushFailed, one_line
 from ..adapters.registry import RegistryClient, Retry
+from .. import userfiles
 from ..errors import DockerfileError, InfraError, RegistryError, UserError
 from ..imageref import normalize_ref
 from . import image_tags as tags
@@ -54,6 +55,9 @@ class ImageSpec:
     def dockerfile_path(self) -> Path:
         return self.dockerfile or self.context / "Dockerfile"
 
+    def dockerfile_text(self) -> str:
+        return userfiles.read_text(self.dockerfile_path, "Dockerfile", DockerfileError)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -64,6 +68,7 @@ class Options:
     offline: bool = False
     network_mode: str | None = None
     retry: Retry = Retry()
+    dry_run: bool = False  # plan only: download nothing, write nothing (an offline wheelhouse not cached is left out)
 
 
 @dataclass
@@ -79,6 +84,7 @@ class ImagePlan:
     build: bool
     push: bool
     side_load: bool
+    wheelhouse_missing: bool = False  # dry run of an offline build whose wheelhouse is not downloaded yet
 
     @property
     def ref(self) -> str:
@@ -90,6 +96,9 @@ class ImagePlan:
             found.append("registry has the manifest")
         if self.loaded:
             found.append("sandbox containerd has the image")
+        if self.wheelhouse_missing:
+            found.append("offline wheelhouse not downloaded yet (a dry run downloads nothing): the real tag also "
+                         "covers its wheels")
         return found
 
     def to_dict(self) -> dict:
@@ -155,14 +164,31 @@ def _ignore(_event) -> None:
 # ------------------------------------------------------------------------------------------------ plan
 
 
+def check_inputs(specs: list[ImageSpec], options: Options) -> None:
+    """Every local input of the build, checked before the Docker Engine is asked anything."""
+    for spec in specs:
+        if not spec.context.is_dir():
+            what = "is a file, not a directory" if spec.context.exists() else "does not exist"
+            raise UserError(f"build context {spec.context} {what}: pass the directory with the Dockerfile")
+        if not spec.dockerfile_path.exists():
+            raise UserError(f"Dockerfile {spec.dockerfile_path} does not exist: pass --file or add a Dockerfile to "
+                            f"{spec.context}")
+        spec.dockerfile_text()
+        if options.offline:
+            wheelhouse_requirements(spec)
+    if options.ca_bundle:
+        userfiles.read_text(options.ca_bundle, "--ca-bundle")
+
+
 def plan(specs: list[ImageSpec], options: Options, docker: DockerEngine) -> BuildPlan:
     return BuildPlan([_plan_one(spec, options, docker) for spec in specs], options)
 
 
 def _plan_one(spec: ImageSpec, options: Options, docker: DockerEngine) -> ImagePlan:
     dockerfile = spec.dockerfile_path
-    context = _staged(tags.scan_context(spec.context, dockerfile), spec, options)
-    digest = tags.content_digest(context, dockerfile.read_bytes(), spec.build_args, spec.target, spec.platform)
+    context, wheelhouse_missing = _staged(tags.scan_context(spec.context, dockerfile), spec, options)
+    digest = tags.content_digest(context, userfiles.read_bytes(dockerfile, "Dockerfile", DockerfileError),
+                                 spec.build_args, spec.target, spec.platform)
     git = _git(spec) if options.git_prefix else None
     tag = tags.compose_tag(digest, git)
     ref = f"{spec.repository}:{tag}"
@@ -176,7 +202,8 @@ def _plan_one(spec: ImageSpec, options: Options, docker: DockerEngine) -> ImageP
     push = options.push and remote is None
     side_load = bool(options.side_load) and not loaded
     build = local_id is None and (push or side_load or not options.push)
-    return ImagePlan(spec, tag, digest, context, git, local_id, remote, loaded, build, push, side_load)
+    return ImagePlan(spec, tag, digest, context, git, local_id, remote, loaded, build, push, side_load,
+                     wheelhouse_missing)
 
 
 def _git(spec: ImageSpec) -> tags.GitState:
@@ -192,17 +219,20 @@ def _remote_digest(repository: str, tag: str, options: Options) -> str | None:
     return client.manifest_digest(path, tag)
 
 
-def _staged(context: tags.BuildContext, spec: ImageSpec, options: Options) -> tags.BuildContext:
+def _staged(context: tags.BuildContext, spec: ImageSpec, options: Options) -> tuple[tags.BuildContext, bool]:
+    """The context with the staged extras, and whether an offline wheelhouse was left out (dry run, not cached)."""
     if options.ca_bundle:
         if not options.ca_bundle.is_file():
             raise UserError(f"--ca-bundle {options.ca_bundle} is not a file: pass a PEM bundle, e.g. "
                             f"/etc/ssl/certs/ca-certificates.crt")
         context = context.with_file(CA_BUNDLE_PATH, options.ca_bundle.resolve(), hashed=False)
     if options.offline:
-        wheelhouse = prepare_wheelhouse(spec, options.ca_bundle)
+        wheelhouse = cached_wheelhouse(spec) if options.dry_run else prepare_wheelhouse(spec, options.ca_bundle)
+        if wheelhouse is None:
+            return context, True
         for wheel in sorted(p for p in wheelhouse.iterdir() if p.name != _COMPLETE):
             context = context.with_file(f"{WHEELHOUSE_PATH}/{wheel.name}", wheel)
-    return context
+    return context, False
 
 
 # ------------------------------------------------------------------------------------------------ offline wheelhouse
@@ -218,7 +248,7 @@ def wheelhouse_requirements(spec: ImageSpec) -> list[str]:
     requirements = spec.context / "requirements.txt"
     if not requirements.is_file():
         raise UserError(f"--offline needs {requirements}: list the packages the image installs there")
-    text = spec.dockerfile_path.read_text()
+    text = spec.dockerfile_text()
     version = spec.build_args.get("FLYTEKIT_VERSION") or tags.dockerfile_arg_default(text, "FLYTEKIT_VERSION")
     extra = spec.build_args.get("FLYTEKIT_EXTRA") or tags.dockerfile_arg_default(text, "FLYTEKIT_EXTRA")
     flytekit = [f"flytekit{f'[{extra}]' if extra else ''}=={version}"] if version else []
@@ -227,7 +257,7 @@ def wheelhouse_requirements(spec: ImageSpec) -> list[str]:
 
 def _local_build_requirements(requirements: Path) -> list[str]:
     needed: list[str] = []
-    for line in requirements.read_text().splitlines():
+    for line in userfiles.read_text(requirements, "requirements file").splitlines():
         path = line.strip().removeprefix("-e").strip()
         if path.startswith((".", "/")):
             needed += _build_system_requires(requirements.parent / path)
@@ -243,7 +273,27 @@ def _build_system_requires(project: Path) -> list[str]:
         import tomllib
     except ImportError:  # Python 3.10: assume the fallback backend
         return default
-    return tomllib.loads(pyproject.read_text()).get("build-system", {}).get("requires", default)
+    try:
+        return tomllib.loads(userfiles.read_text(pyproject, "pyproject file")).get("build-system", {}).get(
+            "requires", default)
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"pyproject file {pyproject} is not valid TOML ({err}): fix it") from None
+
+
+def _wheelhouse_key(spec: ImageSpec) -> tuple[list[str], Path]:
+    """The requirements to download and the cache directory of their wheelhouse (keyed by what decides it)."""
+    requirements = wheelhouse_requirements(spec)
+    key = hashlib.sha256(json.dumps({
+        "requirements": requirements,
+        "requirements.txt": userfiles.read_text(spec.context / "requirements.txt", "requirements file"),
+        "python": list(sys.version_info[:2]), "platform": sys.platform, "machine": os.uname().machine,
+    }, sort_keys=True).encode()).hexdigest()[:24]
+    return requirements, wheelhouse_cache() / key
+
+
+def cached_wheelhouse(spec: ImageSpec) -> Path | None:
+    target = _wheelhouse_key(spec)[1]
+    return target if (target / _COMPLETE).exists() else None
 
 
 def prepare_wheelhouse(spec: ImageSpec, ca_bundle: Path | None) -> Path:
@@ -251,12 +301,7 @@ def prepare_wheelhouse(spec: ImageSpec, ca_bundle: Path | None) -> Path:
 
     The host's Python must match the image's (same minor version and platform): wheels are picked for it.
     """
-    requirements = wheelhouse_requirements(spec)
-    key = hashlib.sha256(json.dumps({
-        "requirements": requirements, "requirements.txt": (spec.context / "requirements.txt").read_text(),
-        "python": list(sys.version_info[:2]), "platform": sys.platform, "machine": os.uname().machine,
-    }, sort_keys=True).encode()).hexdigest()[:24]
-    target = wheelhouse_cache() / key
+    requirements, target = _wheelhouse_key(spec)
     if (target / _COMPLETE).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +362,7 @@ def _timed(ref: str, action: str, on_event: OnEvent, work: Callable[[], str]) ->
 
 def build_image(image: ImagePlan, options: Options, docker: DockerEngine, on_event: OnEvent) -> str:
     spec = image.spec
-    labelled = tags.add_labels(spec.dockerfile_path.read_text(), labels(image), spec.target)
+    labelled = tags.add_labels(spec.dockerfile_text(), labels(image), spec.target)
     context = image.context.with_dockerfile(labelled.encode())
     with tempfile.TemporaryFile() as context_tar:
         tags.write_tar(context, context_tar)
@@ -343,7 +388,7 @@ def labels(image: ImagePlan) -> dict[str, str]:
     if source:
         found["org.opencontainers.image.source"] = source
     flytekit = spec.build_args.get("FLYTEKIT_VERSION") or tags.dockerfile_arg_default(
-        spec.dockerfile_path.read_text(errors="replace"), "FLYTEKIT_VERSION")
+        spec.dockerfile_text(), "FLYTEKIT_VERSION")
     if flytekit:
         found[FLYTEKIT_LABEL] = flytekit
     return found

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 
-from .. import yamlio
-from ..errors import UserError
+from .. import userfiles
+from ..errors import DockerfileError, UserError
 from ..flyte.endpoints import k8s_endpoint
 from ..flyte.services import AgentService
 from ..flyte.versions import DEFAULT_TIMEOUT
+from ..imageref import validate_registry
 
 DEFAULT_FILE = "flyte-agents.yaml"
 API_VERSION = "flyte-agents.dev/v1alpha1"
@@ -82,28 +83,46 @@ class Project:
 
     def select(self, environment: str | None, ids: tuple[str, ...] = ()) -> tuple[ServiceConfig, ...]:
         chosen = tuple(self.service(i) for i in ids) if ids else self.services
-        if environment:
-            chosen = tuple(s for s in chosen if s.environment == environment)
-            if not chosen:
-                envs = sorted({s.environment for s in self.services})
-                raise UserError(f"--env {environment!r}: no service of {self.path} has that environment; use one "
-                                f"of {', '.join(envs)}")
-        return chosen
+        if not environment:
+            return chosen
+        envs = sorted({s.environment for s in self.services})
+        if environment not in envs:
+            raise UserError(f"--env {environment!r}: no service of {self.path} has that environment; use one of "
+                            f"{', '.join(envs)}")
+        other = [s for s in chosen if s.environment != environment]
+        if ids and other:
+            raise UserError(f"--service {other[0].id} is of environment {other[0].environment}, not --env "
+                            f"{environment}: drop --env or pick a service of {environment}")
+        return tuple(s for s in chosen if s.environment == environment)
 
 
 # ------------------------------------------------------------------------------------------------ loading
 
 def load(path: str | Path | None) -> Project:
     file = Path(path or DEFAULT_FILE)
-    if not file.is_file():
+    if not file.exists():
         raise UserError(f"project file {file} does not exist: pass --project PATH or create {DEFAULT_FILE} "
                         "(see the README's quickstart)")
-    try:
-        doc = yamlio.load(file.read_text())
-    except yamlio.Error as err:
-        raise UserError(f"{file}{yamlio.at_line(err)} is not valid YAML ({getattr(err, 'problem', err)}): fix the "
-                        "syntax") from None
-    return parse(doc, file)
+    return parse(userfiles.load_yaml(file, "project file"), file)
+
+
+def load_values(path: Path) -> dict:
+    """A Helm values file: a mapping (an empty file is an empty one)."""
+    doc = userfiles.load_yaml(path, "values file")
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise UserError(f"values file {path} is not a mapping: a values file is key: value pairs")
+    return doc
+
+
+def chart_meta(chart: Path) -> dict:
+    """The chart's Chart.yaml, with the name and version a release description needs."""
+    path = chart / "Chart.yaml"
+    meta = userfiles.load_yaml(path, "chart file")
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), str) and meta[k] for k in ("name", "version")):
+        raise UserError(f"chart file {path} has no name and version: a Chart.yaml names the chart and its version")
+    return meta
 
 
 def parse(doc: Any, file: Path) -> Project:
@@ -117,7 +136,10 @@ def parse(doc: Any, file: Path) -> Project:
     chart = _path(root, doc.get("chart", "charts/flyte-agent"), "chart", file, directory=True)
     if not (chart / "Chart.yaml").is_file():
         raise UserError(f"{file}: chart {chart} has no Chart.yaml: point `chart` at the chart directory")
+    chart_meta(chart)
     registry = _string(doc.get("registry"), "registry", file, optional=True)
+    if registry is not None:
+        registry = validate_registry(registry, f"{file}: registry")
     images = {name: _image(root, name, spec, file) for name, spec in _entries(doc.get("images"), "images", file)}
     services = tuple(_service(root, sid, spec, images, file) for sid, spec in _entries(doc.get("services"),
                                                                                          "services", file))
@@ -144,6 +166,10 @@ def _image(root: Path, name: str, spec: Any, file: Path) -> ImageConfig:
                         "segments like my-team/my-agent (the registry comes from the target)")
     dockerfile = spec.get("dockerfile")
     dockerfile = _path(root, dockerfile, f"{where}.dockerfile", file) if dockerfile is not None else None
+    default_dockerfile = context / "Dockerfile"
+    if dockerfile is None and not default_dockerfile.is_file():
+        raise UserError(f"{file}: {where}.context {context} has no Dockerfile: add one or set {where}.dockerfile")
+    userfiles.read_text(dockerfile or default_dockerfile, "Dockerfile", DockerfileError)
     args = spec.get("buildArgs") or {}
     _mapping(args, f"{where}.buildArgs", file)
     for key, value in args.items():
@@ -247,13 +273,19 @@ def _name(value: Any, where: str, file: Path) -> str:
 
 def _path(root: Path, value: Any, where: str, file: Path, directory: bool = False) -> Path:
     path = root / _string(value, where, file)
-    if not (path.is_dir() if directory else path.is_file()):
-        raise UserError(f"{file}: {where} {value!r} is not an existing {'directory' if directory else 'file'} "
-                        f"(relative to {root})")
+    wanted = "directory" if directory else "file"
+    if not path.exists():
+        raise UserError(f"{file}: {where} {value!r} does not exist (relative to {root}): give an existing {wanted}")
+    if path.is_dir() != directory:
+        found = "a directory" if path.is_dir() else "a file"
+        raise UserError(f"{file}: {where} {value!r} is {found}, not a {wanted}: give a {wanted}")
     return path.resolve()
 
 
 def _paths(root: Path, value: Any, where: str, file: Path) -> tuple[Path, ...]:
     if not isinstance(value, list):
         raise UserError(f"{file}: {where} must be a list of values files")
-    return tuple(_path(root, item, f"{where}[{i}]", file) for i, item in enumerate(value))
+    paths = tuple(_path(root, item, f"{where}[{i}]", file) for i, item in enumerate(value))
+    for path in paths:  # read now, so that a broken values file stops the command before any connection
+        load_values(path)
+    return paths
