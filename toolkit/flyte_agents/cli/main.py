@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "config": "Render, diff, lint, apply or remove propeller's agent routing.",
     "conformance": "Check an agent server in any language against what propeller does.",
     "deploy": "Build, push, helm-install, route and verify the project's services.",
+    "init": "Create a new agent service: package, local test, layered Dockerfile, project entries.",
     "status": "Releases, images, readiness, routing and drift of each service.",
     "undeploy": "Remove the services' releases and exactly the routing added.",
     "verify": "gRPC health + ListAgents per service, cross-checked with routing.",
