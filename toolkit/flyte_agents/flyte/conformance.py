@@ -39,7 +39,7 @@ CONCURRENCY = 4  # parallel copies of each call in the concurrency check (propel
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "RETRYABLE_FAILED"})
 # Phases propeller understands while the job runs.
 RUNNING = frozenset({"QUEUED", "WAITING_FOR_RESOURCES", "INITIALIZING", "RUNNING"})
-# A non-OK status that says "no" clearly (anything but a timeout or a dropped connection).
+# Non-OK statuses that are no answer: a timeout or a dropped connection (every other code is a clear "no").
 UNCLEAR = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"})
 
 
