@@ -148,6 +148,18 @@ WRONG_TYPES = [
     ("supported-types-map", "plugins: {agent-service: {supportedTaskTypes: {t: 1}}}\n",
      "plugins.agent-service.supportedTaskTypes is a map, expected a list of task types"),
 ]
+# plans whose result propeller would refuse or misroute: refused with the finding and its fix, nothing rendered
+FILES["broken-pin.yaml"] = ("tasks: {task-plugins: {enabled-plugins: [container, connector-service]}}\n"
+                            "plugins: {connector-service: {connectorForTaskTypes: {their_task: nope}}}\n")
+FILES["no-container.yaml"] = "tasks: {task-plugins: {enabled-plugins: [sidecar, connector-service]}}\n"
+for _command in ("render", "diff"):
+    CASES.append((f"{_command}-refuses-missing-deployment",
+                  [_command, "--from", "{broken-pin.yaml}", "--service", GOOD, "--flyte-version", "1.16"],
+                  "the planned propeller config would be broken: [missing-deployment] plugins.connector-service."
+                  "connectorForTaskTypes routes their_task to 'nope'"))
+CASES.append(("render-refuses-no-container-plugin",
+              ["render", "--from", "{no-container.yaml}", "--service", GOOD, "--flyte-version", "1.16", "-o", "json"],
+              "[no-container-plugin]"))
 for _case, _text, _fragment in WRONG_TYPES:
     FILES[f"{_case}.yaml"] = _text
     CASES.append((f"wrong-type-{_case}", ["render", "--from", f"{{{_case}.yaml}}", "--service", GOOD,

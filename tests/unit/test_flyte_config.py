@@ -20,7 +20,8 @@ from flyte_agents.flyte.services import AgentService
 from flyte_agents.flyte.serving import discover_task_types, pinned_task_types, routing_check
 from flyte_agents.flyte.versions import (AGENT_NAMING, CONNECTOR_NAMING, FlyteVersion, ROUND_ROBIN,
                                          chart_default_endpoint, chart_default_task_plugins, code_default_timeout,
-                                         echo_swallows_unknown_types, naming_for, pins_override_discovery,
+                                         echo_swallows_unknown_types, naming_for, naming_of_plugin as naming_of,
+                                         pins_override_discovery,
                                          plugin_exists, round_robin_is_default, version_from_image)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "propeller"
@@ -37,6 +38,11 @@ def sandbox_config(flyte: str) -> PropellerConfig:
         for key, text in (doc.get("data") or {}).items():
             files.append(ConfigFile(key, text, doc["metadata"]["name"]))
     return PropellerConfig(tuple(files))
+
+
+def sandbox_for(version: str) -> PropellerConfig:
+    """The sandbox of the version's naming generation (1.15 for agent naming, 1.16 for connector naming)."""
+    return sandbox_config("1.16" if V(version) >= V("1.16") else "1.15")
 
 
 def cfg(*docs: tuple[str, str]) -> PropellerConfig:
@@ -271,10 +277,10 @@ def test_plan_on_1_16_with_legacy_agent_plugin_pins_types_to_connector(version):
 def test_plan_replaces_empty_enabled_plugins_with_explicit_list(version):
     naming = naming_for(V(version))
     plan = plan_routing(cfg(("001.yaml", "tasks: {task-plugins: {enabled-plugins: []}}")), V(version), [svc()])
+    echo = [] if V(version) < V("1.13.2") else ["echo"]  # echo swallowed unknown task types before 1.13.2
     assert plan.content["tasks"]["task-plugins"]["enabled-plugins"] == [
-        "container", "sidecar", "k8s-array", naming.plugin, "echo"]
-    rules = [f.rule for f in plan.findings]
-    assert rules.count("empty-enabled-plugins") == 2  # the lint of the input and the warning about the plan
+        "container", "sidecar", "k8s-array", naming.plugin] + echo
+    assert [f.rule for f in plan.findings] == ["empty-enabled-plugins"]  # the warning about the plan's list
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
@@ -315,6 +321,68 @@ def test_plan_respects_map_and_list_forms_of_existing_pins(version, form):
     assert {d.id for d in view.deployments} == {"theirs", "my-agent"}
 
 
+@pytest.mark.parametrize("version", ["1.15.3", "1.16.8"])
+def test_plan_keeps_list_form_deployments_and_updates_an_entry_in_place(version):
+    naming = naming_for(V(version))
+    theirs = {"endpoint": "k8s://theirs.flyte:8000", "defaultTimeout": "5s", "timeouts": [{"GetTask": "20s"}]}
+    section = {naming.deployments_key: [{"Theirs": theirs}, {"my-agent": {"Endpoint": "k8s://old.flyte:8000",
+                                                                          "defaultTimeout": "7s"}}],
+               naming.for_task_types_key: {"their_task": "Theirs"}}
+    config = cfg(("001.yaml", plugins_file(["container", naming.plugin], section=section, plugin=naming.plugin)))
+    plan = plan_routing(config, V(version), [svc()])
+    written = plan.content["plugins"][naming.plugin][naming.deployments_key]
+    # a later list replaces the user's list whole: the whole list again, our entry updated in place, case kept
+    assert written == [{"Theirs": theirs}, {"my-agent": {"Endpoint": "k8s://my-agent.flyte:8000",
+                                                         "defaultTimeout": "10s", "insecure": True}}]
+    deployments = {d.id: d for d in routing_of(plan).deployments}
+    assert set(deployments) == {"Theirs", "my-agent"}
+    assert deployments["Theirs"].timeout_keys == ("GetTask",)
+    assert routing_of(plan).for_task_types == {"their_task": "Theirs", "my_task": "my-agent"}
+    assert "missing-deployment" not in {f.rule for f in plan.findings}
+
+
+def test_plan_keeps_list_form_default_for_task_types_matching_keys_as_propeller_cleans_them():
+    existing = "tasks: {task-plugins: {enabled-plugins: [container, spark, connector-service], "
+    existing += "default-for-task-types: [{container: container}, {' Spark ': spark}]}}"
+    plan = plan_routing(cfg(("001.yaml", existing)), V("1.16.8"), [svc(types=("spark",))])
+    assert plan.content["tasks"]["task-plugins"]["default-for-task-types"] == [
+        {"container": "container"}, {" Spark ": "connector-service"}]
+    assert effective(plan.after).default_for_task_types == {"container": "container", "spark": "connector-service"}
+
+
+@pytest.mark.parametrize("version", ["1.15.3", "1.16.0", "1.16.8"])  # where both agent plugins exist
+def test_plan_replacing_empty_enabled_plugins_keeps_the_plugins_the_config_relies_on(version):
+    naming = naming_for(V(version))
+    other = {"endpoint": "k8s://old.flyte:8000", "defaultTimeout": "10s"}
+    doc = {"tasks": {"task-plugins": {"default-for-task-types": {"spark": "spark", "ray": "Ray"}}},
+           "plugins": {naming.other_plugin: {naming_of(naming.other_plugin).deployments_key: {"old": other}}}}
+    plan = plan_routing(cfg(("001.yaml", yaml.safe_dump(doc))), V(version), [svc()])
+    enabled = plan.content["tasks"]["task-plugins"]["enabled-plugins"]
+    assert {"spark", "ray", naming.other_plugin, naming.plugin, "container"} <= set(enabled)
+    assert "default-plugin-not-enabled" not in {f.rule for f in plan.findings}
+
+
+def test_plan_whose_result_has_an_error_is_refused():
+    # the user's pin names a deployment that does not exist: propeller silently ignores it
+    section = {"connectors": {"x": {"endpoint": "k8s://x.flyte:8000", "defaultTimeout": "1s"}},
+               "connectorForTaskTypes": {"their_task": "nope"}}
+    config = cfg(("001.yaml", plugins_file(["container", "connector-service"], section=section,
+                                           plugin="connector-service")))
+    with pytest.raises(UserError, match=r"\[missing-deployment\] .*routes their_task to 'nope'.*; fix: add "):
+        plan_routing(config, V("1.16.8"), [svc()])
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_after_apply_the_plan_is_up_to_date_and_the_diff_empty(version):
+    config = sandbox_for(version)
+    plan = plan_routing(config, V(version), [svc(), svc("b", ("b_task",), default=True)])
+    assert plan.changes and plan.effective_diff()
+    again = plan_routing(config.with_file(plan.config_file()), V(version), [svc(), svc("b", ("b_task",),
+                                                                                        default=True)])
+    assert again.text == plan.text and again.changes == () and again.effective_diff() == ""
+    assert not again.changes_effective_config
+
+
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_plan_with_preexisting_identical_agent_changes_nothing(version):
     naming = naming_for(V(version))
@@ -352,7 +420,7 @@ def test_plan_sets_round_robin_where_it_is_not_the_default(version, expected):
 
 @pytest.mark.parametrize("version, pinned", [(v, v in AGENT_VERSIONS) for v in ALL_VERSIONS])
 def test_sync_services_are_not_pinned_from_1_16(version, pinned):
-    plan = plan_routing(sandbox_config("1.16"), V(version), [svc("sync-one", ("sync_task",), sync=True)])
+    plan = plan_routing(sandbox_for(version), V(version), [svc("sync-one", ("sync_task",), sync=True)])
     naming = naming_for(V(version))
     section = plan.content["plugins"][naming.plugin]
     assert ("sync_task" in section.get(naming.for_task_types_key, {})) is pinned
@@ -364,8 +432,9 @@ def test_sync_service_already_pinned_on_1_16_is_reported():
                "connectorForTaskTypes": {"sync_task": "old"}}
     config = cfg(("001.yaml", plugins_file(["container", "connector-service"], section=section,
                                            plugin="connector-service")))
-    plan = plan_routing(config, V("1.16.8"), [svc("sync-one", ("sync_task",), sync=True)])
-    assert [f.rule for f in plan.findings if f.severity == "error"] == ["sync-pinned", "sync-pinned"]
+    with pytest.raises(UserError, match=r"^the planned propeller config would be broken: \[sync-pinned\] .* "
+                                        r"fix: remove the sync_task entry .*\(and 1 more: sync-pinned\)$"):
+        plan_routing(config, V("1.16.8"), [svc("sync-one", ("sync_task",), sync=True)])
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
@@ -382,8 +451,9 @@ def test_default_service_becomes_default_deployment(version):
     assert view.default.timeout_keys == ("gettask", "listagents")  # the earlier file's keys merged in
 
 
-@pytest.mark.parametrize("version", ALL_VERSIONS)
-@pytest.mark.parametrize("flyte", ["1.15", "1.16"])
+# the 1.16 sandbox enables connector-service, which Flyte before 1.15.1 does not have (an unknown-plugin error)
+@pytest.mark.parametrize("version, flyte", [(v, f) for v in ALL_VERSIONS for f in ("1.15", "1.16")
+                                            if f == "1.15" or v not in AGENT_VERSIONS])
 def test_plan_is_idempotent(version, flyte):
     services = [svc("a", ("t1", "spark")), svc("b", ("t2",), sync=True), svc("c", ("t3",), default=True)]
     plan = plan_routing(sandbox_config(flyte), V(version), services)
@@ -478,6 +548,14 @@ LINT_CASES = [
                                                                          "connectors": {"x": {"endpoint": "b:1"}}}))]),
     ("sync-pinned", "1.16.8", [("001.yaml", plugins_file(["connector-service"], plugin="connector-service", section={
         "connectors": {"x": {"endpoint": "b:1"}}, "connectorForTaskTypes": {"webhook": "x"}}))]),
+    ("no-container-plugin", "1.16.8", [("001.yaml", plugins_file(["sidecar", "k8s-array", "connector-service"]))]),
+    ("discovery-timeout-key", "1.16.8", [("001.yaml", plugins_file(["container", "connector-service"],
+                                                                  plugin="connector-service", section={
+        "defaultConnector": {"endpoint": "k8s://a.b:1", "defaultTimeout": "1s",
+                             "timeouts": [{"ListAgents": "3s"}]}}))]),
+    ("discovery-timeout-key", "1.15.3", [("001.yaml", plugins_file(["container", "agent-service"], section={
+        "agents": {"x": {"endpoint": "k8s://a.b:1", "defaultTimeout": "1s",
+                         "timeouts": [{"ListConnectors": "3s"}]}}}))]),
     ("duplicate-task-type", "1.15.3", [("001.yaml", plugins_file(["agent-service"], section={
         "agents": {"x": {"endpoint": "b:1"}, "y": {"endpoint": "c:1"}},
         "agentForTaskTypes": [{"t": "x"}, {"t": "y"}]}))]),
@@ -498,7 +576,8 @@ def test_every_lint_rule_is_covered():
         "list-replaced", "type-mismatch", "lowercased-key", "lowercased-timeouts", "missing-deployment",
         "empty-enabled-plugins", "plugin-not-enabled", "default-plugin-not-enabled", "both-agent-plugins",
         "unknown-plugin", "legacy-naming", "wrong-section-key", "plugin-conflict", "echo-default", "endpoint-format",
-        "no-default-timeout", "ambiguous-task-type", "sync-pinned", "duplicate-task-type"}
+        "no-default-timeout", "ambiguous-task-type", "sync-pinned", "duplicate-task-type", "no-container-plugin",
+        "discovery-timeout-key"}
 
 
 @pytest.mark.parametrize("rule, version, files", [
@@ -512,6 +591,12 @@ def test_every_lint_rule_is_covered():
     ("missing-deployment", "1.15.3", [("001.yaml", plugins_file(["agent-service"], section={  # list form keeps case
         "agents": [{"MyAgent": {"endpoint": "k8s://a.b:1"}}], "agentForTaskTypes": [{"t": "MyAgent"}]}))]),
     ("echo-default", "1.13.2", [("001.yaml", plugins_file(["container", "agent-service", "echo"]))]),
+    ("no-container-plugin", "1.16.8", [("001.yaml", plugins_file(["pod", "connector-service"]))]),
+    ("no-container-plugin", "1.16.8", [("001.yaml", "tasks: {task-plugins: {enabled-plugins: []}}")]),  # all
+    ("discovery-timeout-key", "1.16.8", [("001.yaml", plugins_file(["container", "connector-service"],
+                                                                  plugin="connector-service", section={
+        "defaultConnector": {"endpoint": "k8s://a.b:1", "defaultTimeout": "1s",
+                             "timeouts": [{"ListConnectors": "3s"}]}}))]),
     ("sync-pinned", "1.15.3", [("001.yaml", plugins_file(["agent-service"], section={
         "agents": {"x": {"endpoint": "b:1"}}, "agentForTaskTypes": {"webhook": "x"}}))]),
     ("legacy-naming", "1.15.3", [("001.yaml", plugins_file(["container", "agent-service"]))]),
@@ -526,7 +611,9 @@ def test_lint_rule_stays_quiet_when_correct(rule, version, files):
 @pytest.mark.parametrize("flyte, version", [("1.15", "1.15.3"), ("1.16", "1.16.8")])
 def test_lint_of_the_sandbox_reports_the_ignored_timeouts(flyte, version):
     findings = lint(sandbox_config(flyte), V(version))
-    assert [f.rule for f in findings] == ["lowercased-timeouts"]
+    # the 1.16 sandbox still sets ListAgents under the connector plugin, which reads ListConnectors
+    expected = ["lowercased-timeouts"] + (["discovery-timeout-key"] if flyte == "1.16" else [])
+    assert [f.rule for f in findings] == expected
     assert "GetTask" in findings[0].message
 
 
@@ -574,7 +661,7 @@ def test_discovered_task_types_selection(pods, routed, sync, builtin):
 @pytest.mark.parametrize("version, pinned", [(v, v in AGENT_VERSIONS) for v in ALL_VERSIONS])
 def test_discovered_sync_types_of_an_async_service_are_not_pinned_from_1_16(version, pinned):
     mixed = svc("mixed", ("async_task", "sync_task"), sync_task_types=("sync_task",))
-    plan = plan_routing(sandbox_config("1.16"), V(version), [mixed])
+    plan = plan_routing(sandbox_for(version), V(version), [mixed])
     pins = plan.content["plugins"][naming_for(V(version)).plugin][naming_for(V(version)).for_task_types_key]
     assert pins == ({"async_task": "mixed", "sync_task": "mixed"} if pinned else {"async_task": "mixed"})
     served = {"mixed": {"async_task", "sync_task"}}

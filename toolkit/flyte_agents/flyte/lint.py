@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import UserError
-from .config import EffectiveConfig, MergeEvent, PluginView, PropellerConfig, effective, lookup, slice_to_map
+from .config import (DeploymentView, EffectiveConfig, MergeEvent, PluginView, PropellerConfig, effective, lookup,
+                     slice_to_map)
 from .endpoints import parse_endpoint
 from .services import AgentService
 from .versions import (AGENT_NAMING, AGENT_PLUGIN, CONNECTOR_NAMING, CONNECTOR_PLUGIN, DEFAULT_TIMEOUT,
@@ -148,6 +149,13 @@ def _lint_plugins(view: EffectiveConfig, version: FlyteVersion, naming: Naming) 
                 "default-plugin-not-enabled", "error",
                 f"default-for-task-types maps {task_type} to {plugin}, which is not in enabled-plugins: propeller "
                 "refuses to start", f"add {plugin} to enabled-plugins or drop the {task_type} entry"))
+    handlers = [p for p, types in STATIC_TASK_TYPES.items() if "python-task" in types]
+    if view.enabled_explicit and not any(p in view.enabled_plugins for p in handlers):
+        findings.append(LintFinding(
+            "no-container-plugin", "error",
+            f"enabled-plugins has none of {', '.join(handlers)}: ordinary Python tasks (python-task, container) have "
+            "no handler, so they fail (or, with echo as the default plugin, silently succeed)",
+            "add container to tasks.task-plugins.enabled-plugins (the whole list: lists are replaced)"))
     findings += _lint_static_conflicts(view)
     if "echo" in view.enabled_plugins and echo_swallows_unknown_types(version):
         findings.append(LintFinding(
@@ -208,6 +216,7 @@ def _lint_deployments(plugin_view: PluginView, naming: Naming, version: FlyteVer
     all_deps = ([plugin_view.default] if plugin_view.default else []) + list(plugin_view.deployments)
     for dep in all_deps:
         where = f"plugins.{naming.plugin}.{naming.default_key if not dep.id else naming.deployments_key + '.' + dep.id}"
+        findings += _lint_discovery_timeout(dep, where, naming)
         try:
             endpoint = parse_endpoint(dep.endpoint, f"{where}.endpoint")
         except UserError:
@@ -238,6 +247,22 @@ def _lint_deployments(plugin_view: PluginView, naming: Naming, version: FlyteVer
                 f"{len(all_deps)} deployments are polled and every flytekit server advertises "
                 f"{', '.join(shared)}: the last one polled (random order) serves them", fix))
     return findings
+
+
+def _lint_discovery_timeout(dep: DeploymentView, where: str, naming: Naming) -> list[LintFinding]:
+    """The agent plugin reads its discovery timeout as timeouts.ListAgents, the connector plugin (1.15.1+) as
+    timeouts.ListConnectors (flyteplugins webapi/connector/client.go); the 1.16 sandbox and flyte-binary chart
+    still write ListAgents under the connector section."""
+    wrong = naming_of_plugin(naming.other_plugin).metadata_rpc
+    ignored = [k for k in dep.timeout_keys if k.lower() == wrong.lower()]
+    if not ignored or any(k.lower() == naming.metadata_rpc.lower() for k in dep.timeout_keys):
+        return []
+    return [LintFinding(
+        "discovery-timeout-key", "warning",
+        f"{where}.timeouts sets {ignored[0]}, which the {naming.plugin} plugin never reads: it looks its discovery "
+        f"timeout up as {naming.metadata_rpc}, so discovery uses defaultTimeout",
+        f"write the key the plugin reads, in list form (map keys are lowercased): "
+        f"timeouts: [{{{naming.metadata_rpc}: 3s}}]")]
 
 
 def _lint_pins(plugin_view: PluginView, naming: Naming, version: FlyteVersion,

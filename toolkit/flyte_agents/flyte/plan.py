@@ -1,12 +1,14 @@
 """The routing plan: the minimal change to propeller's config that routes the services' task types.
 
 The toolkit writes its routing into one file of its own (TOOLKIT_FILE) that sorts after every other file, so the
-plan is computed against the config *without* that file and the file carries only what must change.
+plan is computed against the config *without* that file and the file carries only what must change. What the plan
+changes (its diff, `changes`) is measured against the config *with* the toolkit's current file: a change already
+applied is no change. A plan whose result has an error-level lint finding is refused (UserError).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import UserError
 from .config import (ConfigFile, EffectiveConfig, PropellerConfig, TOOLKIT_FILE, clean_string, effective, go_str,
@@ -16,7 +18,8 @@ from .lint import LintFinding, lint
 from .render import render_yaml, unified_diff
 from .services import AgentService, validate_services
 from .versions import (AGENT_PLUGIN, CONNECTOR_PLUGIN, FlyteVersion, Naming, ROUND_ROBIN, STATIC_TASK_TYPES,
-                       canonical_plugins, naming_for, pins_override_discovery, round_robin_is_default)
+                       canonical_plugins, echo_swallows_unknown_types, naming_for, pins_override_discovery,
+                       plugin_exists, round_robin_is_default)
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,9 @@ class RoutingPlan:
     naming: Naming
     file_name: str
     content: dict  # the YAML document of the toolkit's file; empty when nothing must change
-    changes: tuple[str, ...]
-    findings: tuple[LintFinding, ...]
-    before: dict  # effective (merged, lowercased) config without the toolkit's file
+    changes: tuple[str, ...]  # what the file does that the current config does not do yet
+    findings: tuple[LintFinding, ...]  # of the planned config: warnings and infos only (errors refuse the plan)
+    before: dict  # effective (merged, lowercased) config as it is now, the toolkit's current file included
     after: dict   # effective config with the planned file
     enabled_plugins: tuple[str, ...]  # the effective list after the change
     endpoints_rbac: bool  # some endpoint uses k8s://, so propeller needs get/list/watch on endpoints
@@ -62,25 +65,38 @@ class RoutingPlan:
 
 def plan_routing(config: PropellerConfig, version: FlyteVersion, services: Sequence[AgentService],
                  file_name: str = TOOLKIT_FILE) -> RoutingPlan:
-    """Compute the toolkit's config file that routes `services` on top of `config` (minus any previous one)."""
+    """Compute the toolkit's config file that routes `services` on top of `config` (minus any previous one).
+
+    Raises UserError when the planned config has an error-level lint finding (the plan's own or one it keeps from
+    the input): a config propeller would refuse or misroute is neither written nor rendered.
+    """
     validate_services(services)
     baseline = config.without(file_name)
     naming = naming_for(version)
-    before = baseline.merged()
-    view = effective(before)
-    builder = _PlanBuilder(naming, before, view)
-    builder.enable_plugin()
+    base = baseline.merged()
+    builder = _PlanBuilder(naming, base, effective(base))
+    builder.enable_plugin(version)
     builder.pin_conflicting_types(services)
     builder.route(services, version)
     content = builder.content()
-    after_config = baseline.with_file(ConfigFile(file_name, render_yaml(content))) if content else baseline
+    planned = ConfigFile(file_name, render_yaml(content), "flyte-agents")
+    after_config = baseline.with_file(planned) if content else baseline
+    findings = lint(after_config, version, services) + builder.notes + _later_files(baseline, file_name)
+    _refuse_errors(findings)
+    current = config.get(file_name)
+    up_to_date = (current.text if current else "") == planned.text
     after = after_config.merged()
-    findings = lint(baseline, version, services)
-    findings += [f for f in lint(after_config, version, services) if f not in findings]  # pitfalls the plan adds
-    findings += builder.notes + _later_files(baseline, file_name)
-    return RoutingPlan(version, naming, file_name, content, tuple(builder.changes), tuple(findings), before, after,
-                       effective(after).enabled_plugins,
+    return RoutingPlan(version, naming, file_name, content, () if up_to_date else tuple(builder.changes),
+                       tuple(findings), config.merged(), after, effective(after).enabled_plugins,
                        any(parse_endpoint(s.endpoint).needs_endpoints_rbac for s in services))
+
+
+def _refuse_errors(findings: Sequence[LintFinding]) -> None:
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more: {', '.join(f.rule for f in errors[1:])})" if len(errors) > 1 else ""
+        raise UserError(f"the planned propeller config would be broken: [{errors[0].rule}] {errors[0].message}; "
+                        f"fix: {errors[0].fix}{more}")
 
 
 def routing_sections(merged: dict) -> dict:
@@ -106,7 +122,13 @@ def _later_files(config: PropellerConfig, file_name: str) -> list[LintFinding]:
 
 
 class _PlanBuilder:
-    """Accumulates the minimal file content: only values whose effective value differs."""
+    """Accumulates the minimal file content: only values whose effective value differs.
+
+    Every keyed map the file writes (default-for-task-types, the deployments, the pins) is written in the form the
+    merged config holds it: a map merges key by key, so only the new entries are written; a list of single-key
+    maps (Flyte's case-keeping form) is replaced whole by a later file, so the whole list is written again with
+    the entries updated in place and the new ones appended. Either way every user entry stays effective.
+    """
 
     def __init__(self, naming: Naming, before: dict, view: EffectiveConfig) -> None:
         self.naming, self.before, self.view = naming, before, view
@@ -116,13 +138,10 @@ class _PlanBuilder:
         self.changes: list[str] = []
         self.notes: list[LintFinding] = []
 
-    def enable_plugin(self) -> None:
-        raw = lookup(self.before, "tasks", "task-plugins", "enabled-plugins")
-        if raw is not None and not isinstance(raw, list):
-            raise UserError("tasks.task-plugins.enabled-plugins is not a list: write it as a YAML list of plugin ids")
+    def enable_plugin(self, version: FlyteVersion) -> None:
         plugin = self.naming.plugin
         if not self.view.enabled_explicit:
-            self.enabled = canonical_plugins(self.naming)
+            self.enabled = self._explicit_list(version)
             self.changes.append(f"enabled-plugins was empty (all plugins enabled): set it to {self.enabled}")
             self.notes.append(LintFinding(
                 "empty-enabled-plugins", "warning",
@@ -131,11 +150,23 @@ class _PlanBuilder:
             return
         if plugin in self.view.enabled_plugins:
             return
-        user_list = [str(p) for p in raw]
+        user_list = [go_str(p) for p in lookup(self.before, "tasks", "task-plugins", "enabled-plugins")]
         cleaned = [clean_string(p) for p in user_list]
         position = cleaned.index(self.naming.other_plugin) + 1 if self.naming.other_plugin in cleaned else len(cleaned)
         self.enabled = user_list[:position] + [plugin] + user_list[position:]
         self.changes.append(f"add {plugin} to enabled-plugins (the whole list is written: lists are replaced)")
+
+    def _explicit_list(self, version: FlyteVersion) -> list[str]:
+        """The list that replaces an empty one: the canonical plugins (without echo where it swallows unknown task
+        types), then every plugin the config relies on: default-for-task-types targets, which propeller refuses to
+        start without, and the other agent plugin when it has deployments (and exists in this version)."""
+        canonical = [p for p in canonical_plugins(self.naming)
+                     if p != "echo" or not echo_swallows_unknown_types(version)]
+        needed = list(self.view.default_for_task_types.values())
+        other = self.view.plugins[self.naming.other_plugin]
+        if (other.default is not None or other.deployments) and plugin_exists(other.plugin, version):
+            needed.append(other.plugin)
+        return list(dict.fromkeys(canonical + needed))
 
     def pin_conflicting_types(self, services: Sequence[AgentService]) -> None:
         """Pin a task type to our plugin where another enabled plugin could claim it."""
@@ -158,6 +189,8 @@ class _PlanBuilder:
         naming = self.naming
         section = lookup(self.before, "plugins", naming.plugin)
         section = section if isinstance(section, dict) else {}
+        deployments = section.get(naming.deployments_key.lower())
+        updates: dict[str, dict] = {}
         for service in services:
             desired = self._deployment(service, version)
             if service.default:
@@ -167,11 +200,12 @@ class _PlanBuilder:
                     self.section[naming.default_key] = delta
                     self.changes.append(f"make {service.id} ({service.endpoint}) the {naming.default_key}")
                 continue
-            current = slice_to_map(section.get(naming.deployments_key.lower())).get(service.id)
-            delta = _leaf_delta(current, desired)
+            delta = _leaf_delta(slice_to_map(deployments).get(service.id), desired)
             if delta:
-                self.section.setdefault(naming.deployments_key, {})[service.id] = delta
+                updates[service.id] = delta
                 self.changes.append(f"add {naming.deployments_key}.{service.id} -> {service.endpoint}")
+        if updates:
+            self.section[naming.deployments_key] = _keyed_write(deployments, updates, go_str)
         self._pin_deployments(services, version, section)
 
     def _deployment(self, service: AgentService, version: FlyteVersion) -> dict:
@@ -201,7 +235,7 @@ class _PlanBuilder:
                     wanted[task_type] = service.id
                     self.changes.append(f"route task type {task_type} to {service.id} ({key})")
         if wanted:
-            self.section[key] = _overlay(section.get(key.lower()), wanted)
+            self.section[key] = _keyed_write(section.get(key.lower()), wanted, go_str)
 
     def content(self) -> dict:
         content: dict[str, Any] = {}
@@ -209,8 +243,8 @@ class _PlanBuilder:
         if self.enabled is not None:
             task_plugins["enabled-plugins"] = self.enabled
         if self.pins:
-            task_plugins["default-for-task-types"] = _overlay(
-                lookup(self.before, "tasks", "task-plugins", "default-for-task-types"), self.pins)
+            task_plugins["default-for-task-types"] = _keyed_write(
+                lookup(self.before, "tasks", "task-plugins", "default-for-task-types"), self.pins, clean_string)
         if task_plugins:
             content["tasks"] = {"task-plugins": task_plugins}
         if self.section:
@@ -223,21 +257,28 @@ def _leaf_delta(current: Any, desired: dict) -> dict:
     return {k: v for k, v in desired.items() if current.get(k.lower()) != v}
 
 
-def _overlay(existing: Any, entries: dict[str, str]) -> Any:
-    """Entries to write over an existing map-valued key, respecting its form.
+def _keyed_write(existing: Any, updates: dict[str, Any], key_of: Callable[[Any], str]) -> Any:
+    """What to write over a keyed map so that the merged result has `updates` and keeps every other entry.
 
-    A map merges key by key, so only the new entries are written. A list of single-key maps is replaced whole by a
-    later file, so the whole list is written again with the entries updated in place.
+    `existing` is the merged value (a map, a list of single-key maps, or None); `key_of` is how propeller reads
+    a list item's key (cleanString for default-for-task-types, the key as written elsewhere). A map merges key by
+    key: only the updates. A list is replaced whole: every item again, each entry with that key updated (a map
+    value keeps its other fields: the item replaces the user's whole entry), new entries appended.
     """
     if not isinstance(existing, list):
-        return dict(sorted(entries.items()))
-    remaining = dict(entries)
+        return dict(sorted(updates.items()))
     result = []
     for item in existing:
-        if isinstance(item, dict) and len(item) == 1:
-            (key, value), = item.items()
-            result.append({key: remaining.pop(go_str(key), value)})
-        else:
-            result.append(item)
-    result += [{k: v} for k, v in sorted(remaining.items())]
-    return result
+        result.append({k: _updated(v, updates[key_of(k)]) if key_of(k) in updates else v for k, v in item.items()}
+                      if isinstance(item, dict) else item)
+    written = {key_of(k) for item in existing if isinstance(item, dict) for k in item}
+    return result + [{k: v} for k, v in sorted(updates.items()) if k not in written]
+
+
+def _updated(value: Any, update: Any) -> Any:
+    """`value` with `update` applied: map fields replaced by name (case-insensitively, as viper reads them)."""
+    if not (isinstance(value, dict) and isinstance(update, dict)):
+        return update
+    lowered = {k.lower(): v for k, v in update.items()}
+    result = {k: lowered.pop(k.lower(), v) for k, v in value.items()}
+    return {**result, **{k: v for k, v in update.items() if k.lower() in lowered}}
