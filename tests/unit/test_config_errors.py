@@ -106,6 +106,7 @@ CASES = [
     ("services-types-not-list", ["diff", "--from", SANDBOX, "--services", "{svc-types-str.yaml}"],
      "must be a list"),
     ("lint-bad-output", ["lint", "--from", SANDBOX, "-o", "yaml"], "--output 'yaml'"),
+    ("lint-bad-fail-on", ["lint", "--from", SANDBOX, "--fail-on", "info"], "--fail-on 'info' is unknown"),
 ]
 
 
@@ -205,3 +206,25 @@ def test_pure_module_rejects_malformed_values(make, fragment):
     with pytest.raises(UserError, match=fragment) as info:
         make()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("source, fail_on, code", [
+    (SANDBOX, None, 0),  # the 1.16 sandbox has warnings only (ignored per-RPC timeouts)
+    (SANDBOX, "error", 0),
+    (SANDBOX, "warning", 17),
+    (SANDBOX, "never", 0),
+    ("{no-container.yaml}", None, 17),
+    ("{no-container.yaml}", "never", 0),
+])
+def test_lint_exit_code_follows_fail_on(tmp_path, capsys, source, fail_on, code):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    source = str(tmp_path / source[1:-1]) if source.startswith("{") else source
+    args = ["config", "lint", "--from", source, "--flyte-version", "1.16.8"]
+    assert main(args + (["--fail-on", fail_on] if fail_on else [])) == code
+    out, err = capsys.readouterr()
+    assert "finding(s) for Flyte 1.16.8" in out  # the findings are printed whatever the exit code
+    if code:
+        assert len(err.splitlines()) == 1 and err.startswith("error: ") and f"--fail-on {fail_on or 'error'}" in err
+    else:
+        assert err == ""

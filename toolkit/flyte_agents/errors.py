@@ -10,7 +10,8 @@ Every error message is one line: what is wrong and what to do. Exit codes tell C
     6  Dockerfile invalid               12  a concurrent writer kept winning (retries exhausted)
    13  agent endpoint unreachable       14  the endpoint is not a gRPC server
    15  TLS mismatch (TLS on a plaintext port, or plaintext to a TLS port)
-   16  conformance: a check failed     130  interrupted (Ctrl-C), after rolling back what was changed
+   16  conformance: a check failed      17  config lint: a finding at or above --fail-on
+  130  interrupted (Ctrl-C), after rolling back what was changed
 """
 from __future__ import annotations
 
@@ -83,6 +84,10 @@ class TlsMismatch(InfraError):
 
 class ConformanceFailed(FlyteAgentsError):
     exit_code = 16
+
+
+class LintFailed(FlyteAgentsError):
+    exit_code = 17
 
 
 class Interrupted(FlyteAgentsError):

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import click
 
 from .. import userfiles
-from ..errors import UserError
+from ..errors import LintFailed, UserError
 from ..flyte import propeller_target as pt
 from ..flyte.lint import LintFinding, lint
 from ..flyte.plan import RoutingPlan, plan_routing
@@ -204,12 +204,23 @@ def diff(sources, flyte_version, flavor_text, service_specs, services_file, outp
     _render(sources, flyte_version, flavor_text, service_specs, services_file, output)
 
 
+FAIL_ON = {"error": ("error",), "warning": ("error", "warning"), "never": ()}
+
+
 @config.command("lint")
 @offline_options
 @click.option("--output", "-o", default="text", show_default=True, help="text or json.")
-def lint_command(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
-    """Report the known pitfalls of a propeller config (offline), each with its fix."""
+@click.option("--fail-on", default="error", show_default=True,
+              help="warning, error or never: the lowest severity that makes the exit code 17.")
+def lint_command(sources, flyte_version, flavor_text, service_specs, services_file, output, fail_on) -> None:
+    """Report the known pitfalls of a propeller config (offline), each with its fix.
+
+    Exit codes: 0 no finding at or above --fail-on, 17 some (listed on stdout, one error line on stderr),
+    2 bad input.
+    """
     output = _check_output(output, ("text", "json"))
+    if fail_on not in FAIL_ON:
+        raise UserError(f"--fail-on {fail_on!r} is unknown: use {', '.join(FAIL_ON)}")
     services = load_services(service_specs, services_file, required=False)
     offline, version = _offline(sources, flyte_version, flavor_text)
     findings = lint(offline.config, version, services)
@@ -219,6 +230,11 @@ def lint_command(sources, flyte_version, flavor_text, service_specs, services_fi
         for finding in findings:
             click.echo(finding.line())
         click.echo(f"{len(findings)} finding(s) for Flyte {version}")
+    failing = [f for f in findings if f.severity in FAIL_ON[fail_on]]
+    if failing:
+        rules = ", ".join(dict.fromkeys(f.rule for f in failing))
+        raise LintFailed(f"{len(failing)} finding(s) at or above --fail-on {fail_on} ({rules}): fix them, or pass "
+                         "--fail-on never to only report")
 
 
 # ------------------------------------------------------------------------------------------------ cluster
