@@ -56,9 +56,10 @@ ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
 APISERVER_PORT = 16443
 KWOK_PORT = 10247
 NODE_NAME = "kwok-node-0"
-# kwok gives pods IPs from the node's pod CIDR: in loopback, every pod IP answers on this machine, so a container
-# published on its pod's IP is reached through Endpoints like in a real cluster (propeller's k8s:// resolver).
-POD_CIDR = "127.1.0.0/24"
+# kwok gives pods IPs from the node's pod CIDR. A `local` route makes every address of it answer on this machine
+# (as 127.0.0.0/8 does; loopback itself is refused in Endpoints), so a container published on its pod's IP is reached
+# through the Service's Endpoints like in a real cluster (propeller's k8s:// resolver).
+POD_CIDR = "10.244.0.0/24"
 APT_PACKAGES = {"dockerd": "docker.io", "docker-registry": "docker-registry", "mmdebstrap": "mmdebstrap"}
 
 
@@ -439,7 +440,27 @@ def kubectl(*args: str, stdin: str | None = None) -> str:
     return run(["kubectl", "--kubeconfig", str(KUBECONFIG), *args], input=stdin, env=kube_path_env())
 
 
+def up_pod_network() -> None:
+    if POD_CIDR not in run(["ip", "route", "show", "table", "local", POD_CIDR]):
+        run(["ip", "route", "add", "local", POD_CIDR, "dev", "lo"])
+        (STATE / "pod-route").write_text(POD_CIDR)
+
+
+def down_pod_network() -> None:
+    route = STATE / "pod-route"
+    if route.exists():
+        subprocess.run(["ip", "route", "del", "local", route.read_text().strip(), "dev", "lo"], capture_output=True)
+        route.unlink()
+
+
 def create_node() -> None:
+    up_pod_network()
+    try:
+        cidr = kubectl("get", "node", NODE_NAME, "-o", "jsonpath={.spec.podCIDR}").strip()
+    except subprocess.CalledProcessError:
+        cidr = None
+    if cidr is not None and cidr != POD_CIDR:  # a node's pod CIDR is immutable: replace a node of an older make env
+        kubectl("delete", "node", NODE_NAME, "--wait=true")
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": NODE_NAME, "annotations": {"kwok.x-k8s.io/node": "fake"},
                          "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
@@ -521,6 +542,7 @@ def cmd_down(_args) -> int:
         shutil.rmtree(data.read_text().strip(), ignore_errors=True)
         data.unlink()
     shutil.rmtree(KUBE, ignore_errors=True)  # etcd data and certs belong to the stopped cluster
+    down_pod_network()
     return 0
 
 
