@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from flyte_agents.adapters.docker import DockerEngine
+from flyte_agents.imageref import SANDBOX_REGISTRY
 from flyte_agents.workflows import image_tags, images
 
 from .build_support import REPO, remove_images, repository, run_cli, tiny  # noqa: F401 (fixtures)
@@ -92,7 +93,7 @@ def test_sandbox_pushes_to_the_sandbox_registry_at_localhost_30000(tiny, registr
     try:
         run = run_cli("build", str(tiny), "--sandbox", "--name", name, "--platform", "linux/amd64", "-o", "json")
     finally:
-        remove_images(docker_client, f"{images.SANDBOX_REGISTRY}/{name}")
+        remove_images(docker_client, f"{SANDBOX_REGISTRY}/{name}")
     assert run.code == 0, run.stderr
     (image,) = run.json["images"]
     assert image["repository"] == f"localhost:30000/{name}" and image["pushed"]

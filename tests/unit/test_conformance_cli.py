@@ -30,7 +30,7 @@ def run(capsys, *args: str) -> tuple[int, str]:
     (("--endpoint", "localhost"), "is not HOST:PORT"),
     (("--endpoint", "localhost:http"), "is not HOST:PORT"),
     (("--endpoint", "localhost:70000"), "is not HOST:PORT"),
-    (("--endpoint", ENDPOINT, "--wait", "0"), "--wait 0: give a number of seconds above 0"),
+    (("--endpoint", ENDPOINT, "--wait", "0"), "'--wait': '0' is not a number of seconds above 0"),
     (("--endpoint", ENDPOINT, "--output", "xml"), "--output 'xml' is unknown"),
     (("--endpoint", ENDPOINT, "--junit", "/no/such/dir/j.xml"), "directory /no/such/dir does not exist"),
     (("--endpoint", ENDPOINT, "--task", "/no/such/task.pb"), "--task /no/such/task.pb does not exist"),

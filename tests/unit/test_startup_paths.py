@@ -1,17 +1,15 @@
-"""The pieces that keep a command's start cheap: libyaml parsing, kubeconfig reading without the kubernetes client,
-helm's one-call release state, and the console script's fast exit."""
+"""The pieces that keep a command's start cheap: libyaml parsing (kubeconfig reading without the kubernetes
+client: test_user_files.py), helm's one-call release state, and the console script's fast exit."""
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from flyte_agents import yamlio
 from flyte_agents.adapters.helm import Revision
-from flyte_agents.adapters.kube import kubeconfig_contexts, kubeconfig_path
 
 DOCS = [
     "a: 1\nb: [x, 'y', 2.5, true, null]\nc: {d: e}\n",
@@ -46,41 +44,6 @@ def test_yamlio_errors_say_the_line():
 
 def test_yamlio_load_all_keeps_every_document():
     assert yamlio.load_all("a: 1\n---\nb: 2\n---\n") == [{"a": 1}, {"b": 2}, None]
-
-
-# ------------------------------------------------------------------------------------------------ kubeconfig
-
-def test_kubeconfig_contexts_reads_names_and_current(tmp_path):
-    path = tmp_path / "config"
-    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "b",
-                                    "contexts": [{"name": "a", "context": {}}, {"name": "b", "context": {}}]}))
-    assert kubeconfig_contexts(path) == (["a", "b"], "b")
-
-
-@pytest.mark.parametrize("text, why", [
-    ("[1, 2]", "no mapping"),
-    ("contexts: {a: 1}", "not a list"),
-    ("contexts: []", "no contexts"),
-    ("contexts: [\n", "ScannerError|ParserError"),
-])
-def test_unusable_kubeconfigs_raise_value_error(tmp_path, text, why):
-    path = tmp_path / "config"
-    path.write_text(text)
-    with pytest.raises(ValueError, match=why):
-        kubeconfig_contexts(path)
-
-
-def test_missing_kubeconfig_raises_value_error(tmp_path):
-    with pytest.raises(ValueError, match="FileNotFoundError"):
-        kubeconfig_contexts(tmp_path / "absent")
-
-
-def test_kubeconfig_path_order(monkeypatch, tmp_path):
-    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/one:{tmp_path}/two")
-    assert kubeconfig_path(None) == tmp_path / "one"
-    assert kubeconfig_path(str(tmp_path / "x")) == tmp_path / "x"
-    monkeypatch.delenv("KUBECONFIG")
-    assert kubeconfig_path(None) == Path("~/.kube/config").expanduser()
 
 
 # ------------------------------------------------------------------------------------------------ helm status

@@ -6,9 +6,13 @@ import codecs
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from flyte_agents import userfiles, yamlio
+from flyte_agents.adapters import kubeconfig
 from flyte_agents.errors import DockerfileError, UserError
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
@@ -119,3 +123,58 @@ def test_the_cli_stays_small_on_an_alias_bomb(tmp_path):
     rss_kb, rc = map(int, proc.stdout.split())
     assert rc == 2 and proc.stderr.startswith("error: project file flyte-agents.yaml is not valid YAML at line 1")
     assert rss_kb < 200 * 1024, rss_kb
+
+
+# ------------------------------------------------------------------------------------------------ kubeconfig
+
+def _kubeconfig(path, contexts, current=None):
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": current,
+                                    "contexts": [{"name": c, "context": {"cluster": c}} for c in contexts]}))
+    return path
+
+
+def test_kubeconfig_contexts_and_current(tmp_path):
+    found = kubeconfig.load(str(_kubeconfig(tmp_path / "config", ["a", "b"], "b")))
+    assert (found.contexts, found.current, found.context(None), found.context("a")) == (("a", "b"), "b", "b", "a")
+    with pytest.raises(UserError, match="kube context 'c' is not in .*: use one of a, b"):
+        found.context("c")
+
+
+def test_several_kubeconfig_files_merge_like_kubectl(tmp_path, monkeypatch):
+    """$KUBECONFIG lists files: missing ones are skipped, the first definition of a name and the first
+    current-context win (kubectl's and helm's loading rules)."""
+    one = _kubeconfig(tmp_path / "one", ["a", "shared"])
+    two = _kubeconfig(tmp_path / "two", ["shared", "b"], "b")
+    monkeypatch.setenv("KUBECONFIG", f"{one}:{tmp_path / 'absent'}:{two}")
+    found = kubeconfig.load(None)
+    assert found.paths == (one, two) and found.location == f"{one}:{two}"
+    assert (found.contexts, found.current) == (("a", "shared", "b"), "b")
+
+
+def test_kubeconfig_default_and_explicit_paths(tmp_path, monkeypatch):
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert kubeconfig.paths(None) == (Path("~/.kube/config").expanduser(),)
+    assert kubeconfig.paths(str(tmp_path / "x")) == (tmp_path / "x",)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[1, 2]", "is not a kubeconfig"),
+    ("contexts: {a: 1}", "contexts must be a list of entries with a name"),
+    ("contexts: []", "has no contexts"),
+    ("contexts: [\n", "is not valid YAML at line 2"),
+    ("contexts: [{name: a}]\ncontexts: []\n", "duplicate key 'contexts'"),
+])
+def test_unusable_kubeconfigs_are_one_user_error_naming_the_file(tmp_path, text, expected):
+    path = tmp_path / "config"
+    path.write_text(text)
+    with pytest.raises(UserError, match=expected) as err:
+        kubeconfig.load(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_missing_kubeconfigs_say_which(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match=f"kubeconfig {tmp_path}/absent .--kubeconfig. does not exist"):
+        kubeconfig.load(str(tmp_path / "absent"))
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/x:{tmp_path}/y")
+    with pytest.raises(UserError, match="none of these files exists"):
+        kubeconfig.load(None)

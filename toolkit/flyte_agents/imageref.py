@@ -11,6 +11,9 @@ _HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST = re.compile(rf"^(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
 _PATH = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 DOCKER_HUB = "docker.io"
+# The Flyte sandbox's registry and Docker container (`flytectl demo start`): the default target of --sandbox.
+SANDBOX_REGISTRY = "localhost:30000"
+SANDBOX_CONTAINER = "flyte-sandbox"
 
 
 def split_registry(registry: str) -> tuple[str, str]:

@@ -71,7 +71,9 @@ class Helm:
         logging.getLogger("pyhelm3.command").setLevel(logging.CRITICAL)
 
         path = find_binary(binary)
-        self.command = pyhelm3.Command(executable=path, kubeconfig=Path(kubeconfig), kubecontext=context or None)
+        # Several files (':'-joined) come from $KUBECONFIG, which helm reads and merges itself.
+        single = Path(kubeconfig) if os.pathsep not in kubeconfig else None
+        self.command = pyhelm3.Command(executable=path, kubeconfig=single, kubecontext=context or None)
         try:
             self.client = pyhelm3.Client(self.command, executable=path)
         except Exception as err:  # noqa: BLE001 - version probe failed: not a helm binary

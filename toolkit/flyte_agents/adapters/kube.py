@@ -18,17 +18,17 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
+import urllib.parse
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .. import yamlio
 from ..errors import ConflictError, KubernetesError, RolloutTimeout, UserError
 from ..kubeobjects import BACKUP_ANNOTATION, ConfigMapEdit, ConfigMapState, ContainerInfo, DeploymentInfo
+from . import kubeconfig as kubeconfigs
 
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 FIELD_MANAGER = "flyte-agents"
@@ -72,30 +72,6 @@ def rollout_state(deployment: Any) -> RolloutState:
     return RolloutState(True, f"deployment {name!r} successfully rolled out")
 
 
-def kubeconfig_path(explicit: str | None) -> Path:
-    """--kubeconfig, else the first file of $KUBECONFIG, else ~/.kube/config."""
-    return Path(explicit or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config").expanduser()
-
-
-def kubeconfig_contexts(path: Path) -> tuple[list[str], str | None]:
-    """A kubeconfig's context names and its current context, read without importing the kubernetes client (a third
-    of a second: callers that only need the names, or run helm meanwhile, start sooner). ValueError: unusable."""
-    try:
-        doc = yamlio.load(path.read_text())
-    except (OSError, UnicodeDecodeError, yamlio.Error) as err:
-        raise ValueError(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'unreadable'}") from None
-    if not isinstance(doc, dict):
-        raise ValueError("not a kubeconfig (no mapping)")
-    contexts = doc.get("contexts") or []
-    if not isinstance(contexts, list):
-        raise ValueError("contexts is not a list")
-    names = [c["name"] for c in contexts if isinstance(c, dict) and isinstance(c.get("name"), str)]
-    if not names:
-        raise ValueError("it has no contexts")
-    current = doc.get("current-context")
-    return names, current if isinstance(current, str) and current else None
-
-
 class Kube:
     """One cluster connection. All methods raise KubernetesError (or UserError for bad names), never ApiException."""
 
@@ -109,24 +85,25 @@ class Kube:
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+        """--kubeconfig (one file) or the merged $KUBECONFIG files; the context must exist and name a URL."""
+        import urllib3
         from kubernetes import config
         from kubernetes.config.config_exception import ConfigException
 
-        path = kubeconfig_path(kubeconfig)
-        if not path.is_file():
-            raise UserError(f"kubeconfig {path} does not exist: pass --kubeconfig or set KUBECONFIG")
+        found = kubeconfigs.load(kubeconfig)
+        context = found.context(context)
         try:
-            names, current = kubeconfig_contexts(path)
-        except ValueError as err:
-            raise UserError(f"kubeconfig {path} is not usable ({err}): fix it or pass another --kubeconfig") from None
-        if context and context not in names:
-            raise UserError(f"kube context {context!r} is not in {path}: use one of {', '.join(names) or '(none)'}")
-        try:
-            api = config.new_client_from_config(config_file=str(path), context=context)
+            api = config.new_client_from_config(config_file=found.location, context=context)
         except (ConfigException, ValueError, TypeError) as err:
-            raise UserError(f"kube context {context or current!r} in {path} is not usable ({err}): fix the "
+            raise UserError(f"kube context {context!r} in {found.location} is not usable ({err}): fix the "
                             "kubeconfig") from None
-        return cls(api, context or current)
+        server = urllib.parse.urlsplit(api.configuration.host)
+        if server.scheme not in ("http", "https") or not server.hostname:
+            raise UserError(f"kube context {context!r} in {found.location}: the cluster's server "
+                            f"{api.configuration.host!r} is not a URL: use https://HOST:PORT")
+        # insecure-skip-tls-verify is the kubeconfig's choice; urllib3 would warn on every request.
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        return cls(api, context)
 
     def close(self) -> None:
         self.api_client.close()
@@ -139,13 +116,11 @@ class Kube:
         try:
             return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         except ApiException as err:
-            if err.status == 409:
+            if err.status == 409 and _is_kubernetes_status(err):
                 raise
-            raise KubernetesError(f"{what} failed: {err.status} {_api_reason(err)}") from None
+            raise KubernetesError(f"{what} failed: {self._refused(err)}") from None
         except Exception as err:  # noqa: BLE001 - urllib3/socket errors: the API server is unreachable
-            server = self.api_client.configuration.host
-            raise KubernetesError(f"{what} failed: the API server {server} does not answer "
-                                  f"({type(err).__name__}); check --context/--kubeconfig") from None
+            raise KubernetesError(f"{what} failed: {self._no_answer(err)}") from None
 
     def _read_or_none(self, what: str, fn: Callable, *args: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -153,12 +128,41 @@ class Kube:
         try:
             return fn(*args, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as err:
-            if err.status == 404:
+            if err.status == 404 and _is_kubernetes_status(err):
                 return None
-            raise KubernetesError(f"{what} failed: {err.status} {_api_reason(err)}") from None
+            raise KubernetesError(f"{what} failed: {self._refused(err)}") from None
         except Exception as err:  # noqa: BLE001
-            raise KubernetesError(f"{what} failed: the API server {self.api_client.configuration.host} does not "
-                                  f"answer ({type(err).__name__}); check --context/--kubeconfig") from None
+            raise KubernetesError(f"{what} failed: {self._no_answer(err)}") from None
+
+    def _refused(self, err: Any) -> str:
+        """An error answer: the API server's reason, or that the server is not a Kubernetes API at all."""
+        if _is_kubernetes_status(err):
+            return f"{err.status} {_api_reason(err)}"
+        return (f"the server {self.api_client.configuration.host} is not a Kubernetes API server (it answered HTTP "
+                f"{err.status} without a Kubernetes Status): check the server of context {self.context!r} in the "
+                "kubeconfig")
+
+    def _no_answer(self, err: Exception) -> str:
+        """Why a request got no Kubernetes answer, told apart by the error urllib3 wraps."""
+        import ssl
+
+        import urllib3.exceptions as u3
+
+        server = self.api_client.configuration.host
+        reason = err.reason if isinstance(err, u3.MaxRetryError) else err
+        fix = f"check the server of context {self.context!r} in the kubeconfig"
+        if isinstance(reason, u3.NameResolutionError):
+            return f"the API server's host {urllib.parse.urlsplit(server).hostname} is not found (DNS): {fix}"
+        if isinstance(reason, u3.SSLError) and reason.args and isinstance(reason.args[0], ssl.SSLCertVerificationError):
+            return (f"the API server {server} presents a certificate the kubeconfig does not trust "
+                    f"({reason.args[0].verify_message}): set the cluster's certificate-authority-data, or {fix}")
+        if isinstance(reason, u3.SSLError):
+            return f"no TLS at {server} ({reason.args[0] if reason.args else reason}): is it an https API server? {fix}"
+        if isinstance(reason, u3.NewConnectionError):  # a subclass of the timeout errors: before them
+            return f"nothing accepts connections at {server} ({_errno_text(reason)}): {fix}"
+        if isinstance(reason, (u3.TimeoutError, TimeoutError)):
+            return f"the API server {server} did not answer within {REQUEST_TIMEOUT}s: {fix}"
+        return f"the API server {server} does not answer ({type(reason).__name__}): {fix}"
 
     # -------------------------------------------------------------------------------------------- ConfigMaps
 
@@ -291,6 +295,19 @@ class Kube:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+def _errno_text(err: Exception) -> str:
+    cause = err.__context__ or err.__cause__
+    return getattr(cause, "strerror", None) or "no connection"
+
+
+def _is_kubernetes_status(err: Any) -> bool:
+    """Whether an error response is a Kubernetes API Status (not some other web server's page)."""
+    try:
+        return json.loads(err.body).get("kind") == "Status"
+    except (TypeError, ValueError, AttributeError):
+        return False
+
 
 def _api_reason(err: Any) -> str:
     try:

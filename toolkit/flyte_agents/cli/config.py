@@ -29,6 +29,7 @@ from ..flyte.plan import RoutingPlan, plan_routing
 from ..flyte.render import render_yaml
 from ..flyte.services import AgentService, validate_services
 from ..flyte.versions import DEFAULT_TIMEOUT, FlyteVersion
+from . import params
 
 OFFLINE_OUTPUTS = ("yaml", "json", "diff", "values")
 SERVICE_FIELDS = {"id": "id", "endpoint": "endpoint", "tasktypes": "task_types", "task_types": "task_types",
@@ -105,10 +106,6 @@ def load_services(specs: Sequence[str], services_file: str | None, required: boo
     return services
 
 
-def _version(text: str | None) -> FlyteVersion | None:
-    return None if text in (None, "", "auto") else FlyteVersion.parse(text)
-
-
 def _check_output(output: str, allowed: Sequence[str]) -> str:
     if output not in allowed:
         raise UserError(f"--output {output!r} is unknown: use {', '.join(allowed)}")
@@ -122,12 +119,11 @@ def _echo_findings(findings: Sequence[LintFinding]) -> None:
 
 # ------------------------------------------------------------------------------------------------ offline
 
-def _offline(sources: Sequence[str], flyte_version: str | None, flavor_text: str | None
+def _offline(sources: Sequence[str], version: FlyteVersion | None, flavor_text: str | None
              ) -> tuple[pt.OfflineInput, FlyteVersion]:
     if not sources:
         raise UserError("--from is required: pass propeller's ConfigMap manifests, config files or a values file")
     flavor = pt.parse_flavor(flavor_text)
-    version = _version(flyte_version)
     texts = [userfiles.read_text(path, "--from") for path in sources]
     offline = pt.load_offline(list(sources), texts, version, flavor)
     if version is None:
@@ -167,7 +163,7 @@ def _render_text(plan: RoutingPlan, offline: pt.OfflineInput, output: str) -> st
 
 FROM = click.option("--from", "sources", multiple=True, metavar="FILE",
                     help="ConfigMap manifest, propeller config YAML, or flyte-binary/flyte-core values (repeatable).")
-VERSION = click.option("--flyte-version", default="auto", show_default=True,
+VERSION = click.option("--flyte-version", type=params.VERSION, default="auto", show_default=True,
                        help="Flyte version (1.13 … 1.16.x); auto reads it from the co-pilot image or the cluster.")
 FLAVOR = click.option("--flavor", "flavor_text", default="auto", show_default=True,
                       help="auto, sandbox, flyte-binary or flyte-core.")
@@ -242,12 +238,14 @@ def lint_command(sources, flyte_version, flavor_text, service_specs, services_fi
 CLUSTER = [
     click.option("--context", help="kube context (default: the kubeconfig's current context)."),
     click.option("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
-    click.option("--namespace", "-n", default="flyte", show_default=True, help="Namespace of propeller."),
+    click.option("--namespace", "-n", type=params.NAMESPACE, default="flyte", show_default=True,
+                 help="Namespace of propeller."),
     FLAVOR,
     click.option("--dry-run", is_flag=True,
                  help="Print the plan; the API server validates the write, nothing persists."),
     click.option("--output", "-o", default="text", show_default=True, help="text or json."),
-    click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for propeller's rollout."),
+    click.option("--timeout", type=params.SECONDS, default=300.0, show_default=True,
+                 help="Seconds to wait for propeller's rollout."),
 ]
 
 
@@ -296,11 +294,10 @@ def apply(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout,
     output = _check_output(output, ("text", "json"))
     services = load_services(service_specs, services_file)
     flavor = pt.parse_flavor(flavor_text)
-    version = _version(flyte_version)
     kube = _connect(kubeconfig, context)
     try:
-        result = apply_routing(kube, services, namespace=namespace, flavor=flavor, version=version, dry_run=dry_run,
-                               timeout=timeout)
+        result = apply_routing(kube, services, namespace=namespace, flavor=flavor, version=flyte_version,
+                               dry_run=dry_run, timeout=timeout)
     finally:
         kube.close()
     _print_result(result, output)

@@ -4,15 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from ..errors import ConformanceFailed, UserError
 from ..flyte.conformance import Report, Status
-from ..workflows import conformance as wf
-from ..workflows import deploy as dp
-from .build import _stdout
+from .params import ENDPOINT, SECONDS
 from .target import OUTPUTS, Session, echo_json, target_options
 
 EXAMPLES = """\b
@@ -28,12 +23,13 @@ COLORS = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red", Statu
 
 
 @click.command("conformance", epilog=EXAMPLES)
-@click.option("--endpoint", help="host:port of the agent server to check (instead of a project's --service).")
+@click.option("--endpoint", type=ENDPOINT,
+              help="host:port of the agent server to check (instead of a project's --service).")
 @click.option("--task", "task_specs", multiple=True, metavar="TEMPLATE[:INPUTS]",
               help="A task to run for its category: a core.TaskTemplate or the admin.TaskSpec `pyflyte serialize` "
                    "writes (.pb or protobuf .json), optionally with a core.LiteralMap of inputs (.pb or .json). "
                    "Repeatable; categories without one get a minimal template.")
-@click.option("--wait", type=float, default=30.0, show_default=True,
+@click.option("--wait", type=SECONDS, default=30.0, show_default=True,
               help="Seconds an async task may stay running before GetTask counts as never terminal.")
 @click.option("--tls", is_flag=True, help="Speak TLS with the system's roots, as propeller does with insecure: false.")
 @click.option("--output-prefix", help="output_prefix sent with each task (default: "
@@ -47,7 +43,12 @@ def conformance(endpoint, task_specs, wait, tls, output_prefix, junit_file, **kw
 
     One row per check: what was sent, what came back, PASS/WARN/FAIL/SKIP, and what propeller does when it fails.
     """
-    _validate(endpoint, wait, junit_file, kw)
+    _validate(endpoint, junit_file, kw)
+    from rich.console import Console
+    from rich.markup import escape
+
+    from ..workflows import conformance as wf
+
     files = wf.load_task_files(task_specs)
     options = wf.Options(wait=wait, output_prefix=output_prefix or "", tls=tls)
     err = Console(stderr=True, soft_wrap=True)
@@ -59,6 +60,8 @@ def conformance(endpoint, task_specs, wait, tls, output_prefix, junit_file, **kw
         report = wf.run(endpoint, f"--endpoint {endpoint}", files, options, progress)
     else:
         session = Session(kw)
+        from ..workflows import deploy as dp
+
         releases, _ = dp.installed(session.project, session.cluster, session.kube, session.helm, session.services,
                                    kw["builtin"] or session.project.builtin)
         report = wf.run_service(session.kube, releases[0], files, options, progress)
@@ -77,7 +80,7 @@ def conformance(endpoint, task_specs, wait, tls, output_prefix, junit_file, **kw
         raise ConformanceFailed(f"{len(failed)} conformance check(s) failed: {', '.join(failed)}")
 
 
-def _validate(endpoint: str | None, wait: float, junit_file: Path | None, kw: dict) -> None:
+def _validate(endpoint: str | None, junit_file: Path | None, kw: dict) -> None:
     """Every option checked before the first connection."""
     if kw["output"] not in OUTPUTS:
         raise UserError(f"--output {kw['output']!r} is unknown: use table or json")
@@ -85,20 +88,19 @@ def _validate(endpoint: str | None, wait: float, junit_file: Path | None, kw: di
         raise UserError("give --endpoint HOST:PORT or --service ID (one of them)")
     if len(kw["service_ids"]) > 1:
         raise UserError("conformance checks one service at a time: give one --service")
-    if endpoint:
-        host, _, port = endpoint.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise UserError(f"--endpoint {endpoint!r} is not HOST:PORT: give e.g. localhost:8000")
-    if wait <= 0:
-        raise UserError(f"--wait {wait:g}: give a number of seconds above 0")
     if junit_file and not junit_file.resolve().parent.is_dir():
         raise UserError(f"--junit {junit_file}: directory {junit_file.resolve().parent} does not exist")
 
 
 def _table(report: Report) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .output import stdout
+
     table = Table("check", "subject", "result", "sent", "got", "propeller, when it fails", box=None)
     for row in report.rows:
         color = COLORS[row.status]
         table.add_row(row.check, row.subject, f"[{color}]{row.status.value}[/]", escape(row.sent), escape(row.got),
                       escape(row.consequence))
-    _stdout().print(table)
+    stdout().print(table)

@@ -5,14 +5,15 @@ Progress goes to stderr; stdout carries only the result (a table, or JSON with -
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from ..workflows import deploy as dp
-from .build import Reporter, _stdout
+from .params import DURATION, SECONDS
 from .target import Session, echo_json, target_options, verified_table
+
+if TYPE_CHECKING:
+    from ..workflows import deploy as dp
 
 
 @click.command("deploy")
@@ -23,13 +24,17 @@ from .target import Session, echo_json, target_options, verified_table
               help="Network for image build RUN steps, e.g. host.")
 @click.option("--ca-bundle", type=click.Path(path_type=Path), envvar="FLYTE_AGENTS_CA_BUNDLE",
               help="Extra CA bundle pip trusts during image builds (TLS-intercepting proxies).")
-@click.option("--timeout", "helm_timeout", default="5m", show_default=True,
+@click.option("--timeout", "helm_timeout", type=DURATION, default="5m", show_default=True,
               help="helm wait timeout per release (a rollout not ready by then is rolled back).")
-@click.option("--verify-timeout", default=120.0, show_default=True, help="Seconds to wait for gRPC SERVING.")
+@click.option("--verify-timeout", type=SECONDS, default=120.0, show_default=True,
+              help="Seconds to wait for gRPC SERVING.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every line of build output.")
 def deploy(dry_run, network_mode, ca_bundle, helm_timeout, verify_timeout, verbose, **kw) -> None:
     """Build changed images, push them, helm upgrade --install each service, route propeller, verify."""
     session = Session(kw)
+    from ..workflows import deploy as dp
+    from .output import Reporter
+
     options = session.options(helm_timeout=helm_timeout, verify_timeout=verify_timeout, network_mode=network_mode,
                               ca_bundle=ca_bundle)
     docker = session.docker()
@@ -45,13 +50,18 @@ def deploy(dry_run, network_mode, ca_bundle, helm_timeout, verify_timeout, verbo
 
 
 def _print_plan(plan: dp.DeployPlan, session: Session) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .output import stdout, yes
+
     if session.json:
         echo_json(plan.to_dict())
         return
-    out = _stdout()
+    out = stdout()
     table = Table("image", "build", "push", "why", box=None, title="images")
     for image in plan.images.images:
-        table.add_row(image.ref, _yes(image.build), _yes(image.push), "; ".join(image.reasons()))
+        table.add_row(image.ref, yes(image.build), yes(image.push), "; ".join(image.reasons()))
     out.print(table)
     table = Table("release", "env", "action", "why", "endpoint", box=None, title="releases")
     for release in plan.releases:
@@ -101,7 +111,3 @@ def _print_result(result: dp.DeployResult, session: Session) -> None:
                           f"({', '.join(result.upgraded) or '-'}), routing "
                           f"{'written' if result.routing_written else 'unchanged'}, propeller "
                           f"{'restarted' if result.restarted else 'not restarted'}")
-
-
-def _yes(value: bool) -> str:
-    return "yes" if value else "-"

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:  # click's form of Ctrl-C (e.g. during an image build): one line, like the rest
         click.echo("error: interrupted (Ctrl-C)", err=True)
         return 130
+    except click.UsageError as err:  # a bad option or value: one line like every other input error, no usage text
+        click.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+        return 2
     except click.ClickException as err:
         err.show()
         return err.exit_code

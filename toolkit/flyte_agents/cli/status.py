@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
-from ..workflows import deploy as dp
-from .build import _stdout
 from .target import Session, echo_json, target_options
 
 
@@ -14,6 +11,11 @@ from .target import Session, echo_json, target_options
 def status(**kw) -> None:
     """One row per service: release, revision, image, ready replicas, endpoint, routed task types, drift."""
     session = Session(kw)
+    from rich.table import Table
+
+    from ..workflows import deploy as dp
+    from .output import stdout
+
     plan = dp.plan(session.project, session.cluster, session.kube, session.helm, session.docker(),
                    session.services, session.options())
     rows = dp.status(plan, session.kube)
@@ -26,6 +28,6 @@ def status(**kw) -> None:
     for row in rows:
         table.add_row(row.service, row.environment, row.release, str(row.revision or "-"), row.status, row.image,
                       row.ready, row.endpoint, ", ".join(row.routed) or "-", "; ".join(row.drift) or "none")
-    _stdout().print(table)
+    stdout().print(table)
     if plan.routing_changes:
         session.err.print("[yellow]routing drift:[/] propeller's config differs from the project file: run deploy")

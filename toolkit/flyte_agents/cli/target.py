@@ -2,6 +2,8 @@
 helm) and the result printing.
 
 Progress goes to stderr; stdout carries only the result (a table, or JSON with --output json).
+Every option and the project file are checked before the first connection; the clients (kubernetes, helm, rich,
+the workflows) are imported after that, so a bad input exits without paying for them.
 """
 from __future__ import annotations
 
@@ -9,24 +11,22 @@ import json
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from ..adapters.helm import Helm
-from ..adapters.kube import kubeconfig_path
+from ..adapters import kubeconfig as kubeconfigs
 from ..errors import UserError
 from ..flyte import propeller_target as pt
-from ..flyte.services import AgentService
-from ..flyte.versions import FlyteVersion
 from ..imageref import validate_registry
-from ..workflows import deploy as dp
 from ..workflows import sandbox as sb
 from ..workflows.project import BUILTIN_MODES, load
-from .build import _stdout
+from .params import NAMESPACE, VERSION
+
+if TYPE_CHECKING:
+    from ..adapters.helm import Helm
+    from ..flyte.services import AgentService
+    from ..workflows import deploy as dp
 
 OUTPUTS = ("table", "json")
 
@@ -41,12 +41,14 @@ def target_options(fn: Callable) -> Callable:
         click.option("--kubeconfig", type=click.Path(), help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config; "
                      "with --sandbox also ~/.flyte/sandbox/kubeconfig)."),
         click.option("--context", help="Kube context (default: the current one; --sandbox: flyte-sandbox)."),
-        click.option("--namespace", "-n", help="Namespace of the releases (default: the project's namespace)."),
-        click.option("--propeller-namespace", default="flyte", show_default=True,
+        click.option("--namespace", "-n", type=NAMESPACE,
+                     help="Namespace of the releases (default: the project's namespace)."),
+        click.option("--propeller-namespace", type=NAMESPACE, default="flyte", show_default=True,
                      help="Namespace of Flyte's propeller."),
         click.option("--flavor", default="auto", show_default=True,
                      help="auto, sandbox, flyte-binary or flyte-core."),
-        click.option("--flyte-version", help="Flyte version, when the cluster does not tell (e.g. 1.16)."),
+        click.option("--flyte-version", type=VERSION,
+                     help="Flyte version, when the cluster does not tell (e.g. 1.16)."),
         click.option("--registry", help="Registry images are pushed to and pulled from (sandbox: localhost:30000)."),
         click.option("--helm", "helm_binary", help="helm 3 or 4 binary (default: $FA_HELM, then helm on PATH)."),
         click.option("--builtin", type=click.Choice(BUILTIN_MODES), help="Sandbox: keep the built-in "
@@ -66,33 +68,36 @@ class Session:
         self.kw = kw
         if kw["output"] not in OUTPUTS:
             raise UserError(f"--output {kw['output']!r} is unknown: use table or json")
-        self.err = Console(stderr=True, soft_wrap=True)
         self.project = load(kw["project_file"])
         self.services = self.project.select(kw["environment"], kw["service_ids"])
         if kw["sandbox"] and kw["context"]:
             raise UserError("--sandbox and --context exclude each other: the sandbox's context is flyte-sandbox")
         if not kw["sandbox"] and kw["builtin"]:
             raise UserError("--builtin applies to the sandbox only: add --sandbox or drop --builtin")
-        registry = kw["registry"] or (None if kw["sandbox"] else self.project.registry)
-        if registry:
-            registry = validate_registry(registry)
+        if kw["sandbox"] and kw["namespace"] not in (None, sb.NAMESPACE):
+            raise UserError(f"--namespace {kw['namespace']}: sandbox releases go to {sb.NAMESPACE}")
+        flavor = pt.parse_flavor(kw["flavor"])
+        # The project's `registry` was checked (and is blamed) by the project loader.
+        registry = validate_registry(kw["registry"]) if kw["registry"] else \
+            None if kw["sandbox"] else self.project.registry
         if kw["sandbox"]:
             kubeconfig, context, namespace = sb.sandbox_kubeconfig(kw["kubeconfig"]), sb.CONTEXT, sb.NAMESPACE
         else:
-            kubeconfig, context = str(kubeconfig_path(kw["kubeconfig"])), kw["context"]
+            found = kubeconfigs.load(kw["kubeconfig"])
+            kubeconfig, context = found.location, found.context(kw["context"])
             namespace = kw["namespace"] or self.project.namespace
-        # helm's own start-up and its lookups of the project's releases run while the Kubernetes client loads.
+        # Input checked: from here on, connections. helm's own start-up and its lookups of the project's releases
+        # run while the Kubernetes client loads.
+        from rich.console import Console
+
+        self.err = Console(stderr=True, soft_wrap=True)
         helm = _in_background(_open_helm, kw["helm_binary"], kubeconfig, context,
                               [s.id for s in self.project.services], namespace)
         if kw["sandbox"]:
             self.cluster, self.kube = sb.detect_sandbox(kubeconfig, registry)
         else:
-            version = FlyteVersion.parse(kw["flyte_version"]) if kw["flyte_version"] else None
-            self.cluster, self.kube = sb.detect_cluster(
-                kw["kubeconfig"], kw["context"], kw["namespace"] or self.project.namespace,
-                kw["propeller_namespace"], pt.parse_flavor(kw["flavor"]), version, registry)
-        if kw["namespace"] and kw["sandbox"] and kw["namespace"] != self.cluster.namespace:
-            raise UserError(f"--namespace {kw['namespace']}: sandbox releases go to {self.cluster.namespace}")
+            self.cluster, self.kube = sb.detect_cluster(kubeconfig, context, namespace, kw["propeller_namespace"],
+                                                        flavor, kw["flyte_version"], registry)
         self.helm: Helm = helm.result()
         self.progress("target: " + ", ".join(f"{k} {v}" for k, v in (
             ("context", self.cluster.context), ("Flyte", self.cluster.version), ("plugin", self.cluster.naming.plugin),
@@ -104,9 +109,13 @@ class Session:
         return self.kw["output"] == "json"
 
     def progress(self, message: str) -> None:
+        from rich.markup import escape
+
         self.err.print(f"[dim]•[/] {escape(message)}")
 
     def options(self, **extra: Any) -> dp.Options:
+        from ..workflows import deploy as dp
+
         return dp.Options(builtin=self.kw["builtin"], **extra)
 
     def docker(self) -> Any:
@@ -117,6 +126,8 @@ class Session:
 
 def _open_helm(binary: str | None, kubeconfig: str, context: str | None, releases: list[str],
                namespace: str) -> Helm:
+    from ..adapters.helm import Helm
+
     helm = Helm(binary, kubeconfig, context)
     helm.prefetch(releases, namespace)
     return helm
@@ -141,6 +152,10 @@ def echo_json(data: dict) -> None:
 
 
 def verified_table(releases: list[dp.ReleasePlan], verify: dp.VerifyResult, routed: list[AgentService]) -> None:
+    from rich.table import Table
+
+    from .output import stdout
+
     routes = {s.id: ("default + " if s.default else "") + ", ".join(s.task_types) for s in routed}
     table = Table("service", "env", "image", "endpoint", "health", "serves", "routed", box=None)
     for release in releases:
@@ -148,4 +163,4 @@ def verified_table(releases: list[dp.ReleasePlan], verify: dp.VerifyResult, rout
         health = ", ".join(sorted({p.health or "no answer" for p in probes})) or "no pod"
         table.add_row(release.service.id, release.service.environment, release.image, release.endpoint, health,
                       ", ".join(verify.served(release.service.id)), routes.get(release.service.id, "not routed"))
-    _stdout().print(table)
+    stdout().print(table)

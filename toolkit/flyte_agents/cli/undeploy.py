@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import click
 
-from ..workflows import deploy as dp
+from .params import DURATION
 from .target import Session, echo_json, target_options
 
 
 @click.command("undeploy")
 @target_options
 @click.option("--dry-run", is_flag=True, help="Print what would be removed and change nothing.")
-@click.option("--timeout", "helm_timeout", default="5m", show_default=True, help="helm uninstall timeout.")
+@click.option("--timeout", "helm_timeout", type=DURATION, default="5m", show_default=True,
+              help="helm uninstall timeout.")
 def undeploy(dry_run, helm_timeout, **kw) -> None:
     """Uninstall the services' releases and remove exactly the routing flyte-agents added."""
     session = Session(kw)
+    from ..workflows import deploy as dp
+
     result = dp.undeploy(session.project, session.cluster, session.kube, session.helm, session.services,
                          session.options(helm_timeout=helm_timeout), dry_run, session.progress)
     if session.json:

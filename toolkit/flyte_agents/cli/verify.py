@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import UserError, VerificationFailed
-from ..workflows import deploy as dp
+from .params import ENDPOINT, SECONDS
 from .target import Session, echo_json, target_options, verified_table
 
 
@@ -14,11 +14,15 @@ def _builtin(session: Session) -> str:
 
 @click.command("verify")
 @target_options
-@click.option("--endpoint", help="Check this host:port instead of port-forwarding to the pods (one service).")
-@click.option("--verify-timeout", default=30.0, show_default=True, help="Seconds to wait for gRPC SERVING.")
+@click.option("--endpoint", type=ENDPOINT,
+              help="Check this host:port instead of port-forwarding to the pods (one service).")
+@click.option("--verify-timeout", type=SECONDS, default=30.0, show_default=True,
+              help="Seconds to wait for gRPC SERVING.")
 def verify(endpoint, verify_timeout, **kw) -> None:
     """gRPC health and ListAgents of each service, cross-checked against propeller's routing."""
     session = Session(kw)
+    from ..workflows import deploy as dp
+
     releases, routed = dp.installed(session.project, session.cluster, session.kube, session.helm, session.services,
                                     _builtin(session))
     endpoints = {}

@@ -31,8 +31,6 @@ from ..errors import DockerfileError, InfraError, RegistryError, UserError
 from ..imageref import normalize_ref
 from . import image_tags as tags
 
-SANDBOX_REGISTRY = "localhost:30000"
-SANDBOX_CONTAINER = "flyte-sandbox"
 CONTENT_LABEL = "dev.flyte-agents.content-digest"
 FLYTEKIT_LABEL = "dev.flyte-agents.flytekit-version"
 CA_BUNDLE_PATH = "extra/ca-bundle.crt"

@@ -12,12 +12,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters.kube import Kube, kubeconfig_contexts, kubeconfig_path
+from ..adapters import kubeconfig as kubeconfigs
+from ..adapters.kube import Kube
 from ..errors import KubernetesError, RegistryError, UserError
 from ..flyte import propeller_target as pt
 from ..flyte.versions import FlyteVersion, Naming, naming_for
+from ..imageref import SANDBOX_REGISTRY
 from . import routing
-from .images import SANDBOX_REGISTRY
 
 CONTEXT = "flyte-sandbox"
 NAMESPACE = "flyte"
@@ -50,19 +51,19 @@ class Cluster:
 
 
 def sandbox_kubeconfig(kubeconfig: str | None) -> str:
-    """The kubeconfig that has context flyte-sandbox: --kubeconfig, $KUBECONFIG, ~/.kube/config, then flytectl's."""
-    candidates = [kubeconfig] if kubeconfig else [
-        os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None, "~/.kube/config", str(FLYTECTL_KUBECONFIG)]
-    for candidate in filter(None, candidates):
-        path = Path(candidate).expanduser()
-        try:
-            names, _ = kubeconfig_contexts(path)
-        except ValueError:  # missing or unusable: just not the sandbox's
-            continue
-        if CONTEXT in names:
-            return str(path)
-    looked = ", ".join(filter(None, candidates))
-    raise UserError(f"the Flyte sandbox is not running (no kube context {CONTEXT} in {looked}): {START}")
+    """The kubeconfig (files, ':'-joined) that has context flyte-sandbox: --kubeconfig, else $KUBECONFIG or
+    ~/.kube/config, then flytectl's. A file that exists but is broken is an error, as it is for kubectl."""
+    candidates = [kubeconfig] if kubeconfig else [None, str(FLYTECTL_KUBECONFIG)]
+    looked = []
+    for candidate in candidates:
+        files = kubeconfigs.paths(candidate)
+        looked.append(os.pathsep.join(map(str, files)))
+        if not kubeconfig and not any(f.exists() for f in files):
+            continue  # a default place with no file: just not the sandbox's
+        found = kubeconfigs.load(candidate)
+        if CONTEXT in found.contexts:
+            return found.location
+    raise UserError(f"the Flyte sandbox is not running (no kube context {CONTEXT} in {', '.join(looked)}): {START}")
 
 
 def detect_sandbox(kubeconfig: str | None, registry: str | None = None) -> tuple[Cluster, Kube]:
@@ -85,7 +86,7 @@ def detect_cluster(kubeconfig: str | None, context: str | None, namespace: str, 
     kube = Kube.connect(kubeconfig, context)
     target, found, source = routing.discover(kube, propeller_namespace, flavor, version)
     assert found is not None
-    path = str(kubeconfig_path(kubeconfig))
+    path = kubeconfigs.load(kubeconfig).location
     return Cluster(path, kube.context, namespace, target, found, source, registry, False), kube
 
 
