@@ -83,7 +83,13 @@ def probe(address: str, timeout: float = 10, via: str = "") -> Probe:
 
 @dataclass
 class PodForward:
-    """A loopback listener; every connection to it is relayed to `pod:port` through the API server."""
+    """A loopback listener; every connection to it is relayed to `pod:port` through the API server.
+
+    Each relayed connection has a pump thread that owns its two sockets: only that thread closes them. Closing
+    them from __exit__ instead raced the pump's next select() (a closed socket's fd is -1: ValueError, a
+    traceback in the middle of a deploy). __exit__ stops the listener, wakes every pump through a socketpair
+    and waits for them to end before it closes the port-forwards under them.
+    """
 
     core: Any  # kubernetes CoreV1Api
     namespace: str
@@ -91,7 +97,9 @@ class PodForward:
     port: int
     _core: Any = None
     _listener: socket.socket | None = None
-    _open: list = field(default_factory=list)
+    _open: list = field(default_factory=list)  # port-forwards and API clients, closed after the pumps end
+    _threads: list = field(default_factory=list)
+    _stop: tuple[socket.socket, socket.socket] | None = None  # (read end the pumps watch, write end)
 
     def __enter__(self) -> "PodForward":
         from kubernetes import client
@@ -100,10 +108,11 @@ class PodForward:
         # other threads' calls (forwards run side by side, one per pod).
         self._core = client.CoreV1Api(client.ApiClient(self.core.api_client.configuration))
         self._open.append(self._core.api_client)
+        self._stop = socket.socketpair()
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(8)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._start(self._accept)
         return self
 
     @property
@@ -113,14 +122,28 @@ class PodForward:
 
     def __exit__(self, *exc: object) -> None:
         if self._listener is not None:
+            _shutdown(self._listener)  # wakes accept() (close alone does not)
+            self._threads[0].join(JOIN_SECONDS)  # no new pump after this
             self._listener.close()
+        if self._stop is not None:
+            self._stop[1].close()  # every pump sees its stop socket readable (EOF) and ends
+            for thread in self._threads[1:]:
+                thread.join(JOIN_SECONDS)
+            if not any(t.is_alive() for t in self._threads):  # else a pump still selects on it: left to the GC
+                self._stop[0].close()
         for item in self._open:
             try:
                 item.close()
             except Exception:  # noqa: BLE001 - best effort on teardown
                 pass
 
+    def _start(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
     def _accept(self) -> None:
+        assert self._listener is not None and self._stop is not None
         while True:
             try:
                 local, _ = self._listener.accept()
@@ -134,8 +157,7 @@ class PodForward:
             except Exception:  # noqa: BLE001 - the client sees a closed connection and reports it
                 local.close()
                 continue
-            self._open += [local, remote]
-            threading.Thread(target=_pump, args=(local, remote), daemon=True).start()
+            self._start(_pump, local, remote, self._stop[0])
 
     def _connect(self) -> Any:
         from kubernetes.stream import portforward
@@ -148,12 +170,17 @@ class PodForward:
         return remote
 
 
-def _pump(a: Any, b: Any) -> None:
-    """Copy bytes both ways until either side closes."""
-    sockets = [a, b]
+JOIN_SECONDS = 5
+
+
+def _pump(a: Any, b: Any, stop: socket.socket) -> None:
+    """Copy bytes both ways until either side closes or `stop` becomes readable; a and b are this thread's to
+    close."""
     try:
         while True:
-            readable, _, _ = select.select(sockets, [], [], 60)
+            readable, _, _ = select.select([a, b, stop], [], [], 60)
+            if stop in readable:
+                return
             for sock in readable:
                 data = sock.recv(65536)
                 if not data:
@@ -162,11 +189,18 @@ def _pump(a: Any, b: Any) -> None:
     except OSError:
         return
     finally:
-        for sock in sockets:
+        for sock in (a, b):
             try:
                 sock.close()
             except OSError:
                 pass
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # not connected (a listener on some systems): close() follows anyway
+        pass
 
 
 def ready_pods(core: Any, namespace: str, selector: dict[str, str]) -> list[str]:
