@@ -20,6 +20,7 @@ above: lists keep their items' case, and a list's value is the last file's.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -45,21 +46,28 @@ class ConfigFile:
         return f"{self.name} ({self.origin})" if self.origin else self.name
 
     def document(self) -> dict:
-        """The file as parsed YAML with its original key case (an empty file is an empty map)."""
-        try:
-            data = yamlio.load(self.text)
-        except yamlio.Error as err:
-            where = yamlio.at_line(err)
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise UserError(f"config file {self.label} is not valid YAML{where}: {problem}; fix the YAML") from None
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise UserError(f"config file {self.label} holds a {type(data).__name__}, not a map of config "
-                            "sections: propeller config files are YAML maps")
-        document = _stringify_keys(data)
-        config_schema.check(document, self.label)
-        return document
+        """The file as parsed YAML with its original key case (an empty file is an empty map), checked against
+        the config schema. Parsed once per text (a plan and its lint read every file many times); each call
+        returns its own copy, which the caller may change."""
+        return copy.deepcopy(_parse(self.text, self.label))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str, label: str) -> dict:
+    try:
+        data = yamlio.load(text)
+    except yamlio.Error as err:
+        where = yamlio.at_line(err)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"config file {label} is not valid YAML{where}: {problem}; fix the YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {label} holds a {type(data).__name__}, not a map of config sections: "
+                        "propeller config files are YAML maps")
+    document = _stringify_keys(data)
+    config_schema.check(document, label)
+    return document
 
 
 def _stringify_keys(value: Any) -> Any:
