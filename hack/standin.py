@@ -23,6 +23,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent / "standin" / "flyte-sandbox.yaml.tmpl"
 CONTEXT = "flyte-sandbox"
 NAMESPACE = "flyte"
+EXECUTION_NAMESPACE = "flytesnacks-development"  # where the stand-in's propeller runs workflows (hack/propeller_pod.py)
 
 FLAVORS = {
     "1.15": {"version": "1.15.3", "manifest": "complete-agent.yaml", "svc": "flyteagent", "plugin": "agent-service",
@@ -78,6 +79,17 @@ def up(flyte: str) -> None:
 
 def delete_namespace() -> None:
     kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=120s")
+    delete_executions()
+
+
+def delete_executions() -> None:
+    """FlyteWorkflows a stopped propeller left behind (hack/executions.py deletes its own): with their propeller
+    gone, nothing clears their finalizers."""
+    found = kubectl("-n", EXECUTION_NAMESPACE, "get", "flyteworkflows.flyte.lyft.com", "-o", "name", check=False)
+    for name in found.stdout.split() if found.returncode == 0 else []:
+        kubectl("-n", EXECUTION_NAMESPACE, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                check=False)
+        kubectl("-n", EXECUTION_NAMESPACE, "delete", name, "--ignore-not-found", "--wait=false", check=False)
 
 
 def main() -> int:

@@ -179,6 +179,22 @@ def sandbox(request, kube_api, sandbox_lock):
     return flyte
 
 
+@dataclass(frozen=True)
+class PropellerTools:
+    propeller: str  # flytepropeller v1.16.8 with the sandbox's plugins (hack/build-propeller.sh)
+    kubectl_flyte: str  # its workflow compiler
+
+
+@pytest.fixture(scope="session")
+def propeller_tools() -> PropellerTools:
+    """The flytepropeller and kubectl-flyte binaries `make env` builds (FA_PROPELLER, FA_KUBECTL_FLYTE)."""
+    tools = PropellerTools(os.environ.get("FA_PROPELLER", ""), os.environ.get("FA_KUBECTL_FLYTE", ""))
+    for name, path in (("flytepropeller", tools.propeller), ("kubectl-flyte", tools.kubectl_flyte)):
+        if not path or not os.access(path, os.X_OK):
+            require(name, f"{path!r} is not an executable (FA_PROPELLER / FA_KUBECTL_FLYTE in .dev/env.sh)")
+    return tools
+
+
 # ------------------------------------------------------------------------------------------------ agent server
 
 def free_port() -> int:
