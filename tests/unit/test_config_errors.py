@@ -51,7 +51,7 @@ CASES = [
     ("file-is-a-list", ["render", "--from", "{list-file.yaml}", "--service", GOOD, "--flyte-version", "1.16"],
      "holds a list"),
     ("inner-bad-yaml", ["render", "--from", "{bad-inner.yaml}", "--service", GOOD, "--flyte-version", "1.16"],
-     "core.yaml (ConfigMap flyte/flyte-propeller-config) is not valid YAML"),
+     "core.yaml (ConfigMap flyte/flyte-propeller-config"),
     ("configmap-without-name", ["render", "--from", "{no-name.yaml}", "--service", GOOD], "without metadata.name"),
     ("unknown-document", ["render", "--from", "{helm-chart.yaml}", "--service", GOOD], "neither propeller config"),
     ("enabled-plugins-map", ["render", "--from", "{map-plugins.yaml}", "--service", GOOD],
@@ -161,6 +161,34 @@ for _command in ("render", "diff"):
 CASES.append(("render-refuses-no-container-plugin",
               ["render", "--from", "{no-container.yaml}", "--service", GOOD, "--flyte-version", "1.16", "-o", "json"],
               "[no-container-plugin]"))
+# Wrongly typed Helm values and manifests --from reads: (case id, file text, extra argv, what the one line names)
+WRONG_INPUTS = [
+    ("binary-configuration-list", "configuration: [a]\n", ["-o", "values"],
+     "configuration is a list, expected a map (inline, connectorService, …)"),
+    ("binary-section-list", "configuration: {connectorService: [a]}\nflyteconnector: {enabled: true}\n", [],
+     "configuration.connectorService is a list, expected a map of defaultConnector"),
+    ("binary-tasks-list", "enabled_plugins: {tasks: [x]}\n", [], "enabled_plugins.tasks is a list, expected a map"),
+    ("binary-inline-list", "configuration: {inline: [1]}\n", [], "configuration.inline is a list"),
+    ("binary-toggle-scalar", "flyteconnector: 5\nconfiguration: {}\n", [],
+     "flyteconnector is a number (5), expected a map (enabled: true|false)"),
+    ("binary-extra-rules-scalar", "rbac: {extraRules: 5}\nconfiguration: {}\n", ["-o", "values"],
+     "rbac.extraRules is a number (5), expected a list of RBAC rules"),
+    ("core-configmap-list", "configmap: [a]\n", [], "configmap is a list, expected a map of propeller config files"),
+    ("core-file-scalar", "configmap: {core: 5}\n", [], "configmap.core is a number (5), expected a map"),
+    ("core-plugin-config-list", "flyteconnector: {enabled: true, plugin_config: [1]}\nconfigmap: {}\n", [],
+     "flyteconnector.plugin_config is a list, expected a map of config sections"),
+    ("configmap-metadata-list", "kind: ConfigMap\nmetadata: [a]\ndata: {a.yaml: 'x: 1'}\n", [],
+     "metadata is a list, expected a map (name, namespace, …)"),
+    ("configmap-name-list", "kind: ConfigMap\nmetadata: {name: [x]}\ndata: {a.yaml: 'x: 1'}\n", [],
+     "metadata.name is a list, expected the ConfigMap's name"),
+    ("configmap-data-list", "kind: ConfigMap\nmetadata: {name: flyte-propeller-config}\ndata: [a.yaml]\n", [],
+     "data is a list, expected a map of file name to text"),
+    ("list-items-map", "kind: List\nitems: {a: 1}\n", [], "items is a map, expected a list of objects"),
+]
+for _case, _text, _extra, _fragment in WRONG_INPUTS:
+    FILES[f"{_case}.yaml"] = _text
+    CASES.append((f"wrong-type-{_case}", ["render", "--from", f"{{{_case}.yaml}}", "--service", GOOD,
+                                          "--flyte-version", "1.16", *_extra], f"{_case}.yaml: {_fragment}"))
 for _case, _text, _fragment in WRONG_TYPES:
     FILES[f"{_case}.yaml"] = _text
     CASES.append((f"wrong-type-{_case}", ["render", "--from", f"{{{_case}.yaml}}", "--service", GOOD,

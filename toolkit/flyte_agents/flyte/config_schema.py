@@ -29,8 +29,9 @@ class Shape:
 
     kind: str
     expected: str  # for messages, e.g. "a list of plugin ids"
-    fields: dict[str, Shape] = field(default_factory=dict)  # map: lowercased key -> shape of its value
+    fields: dict[str, Shape] = field(default_factory=dict)  # map: key (lowercased for viper) -> shape of its value
     item: Shape | None = None  # list: every item; keyed: every value
+    exact_keys: bool = False  # Helm values and manifests match keys exactly; viper case-insensitively
 
 
 def _scalar(expected: str) -> Shape:
@@ -75,12 +76,49 @@ SCHEMA = _map(
 )
 
 
+# The Helm values (flyte-binary, flyte-core) the toolkit reads propeller's config from, and the Kubernetes manifests
+# it reads ConfigMaps from. Helm and Kubernetes match keys exactly: a key in another case is not the chart's and is
+# not checked, like any other key outside the schema.
+def _exact(expected: str, **fields: Shape) -> Shape:
+    return Shape("map", expected, fields, exact_keys=True)
+
+
+_TOGGLE = _exact("a map (enabled: true|false)", enabled=_scalar("true or false"))
+BINARY_VALUES = _exact(
+    "a map of flyte-binary values",
+    configuration=_exact("a map (inline, connectorService, …)", agentService=_plugin_section(AGENT_NAMING),
+                         connectorService=_plugin_section(CONNECTOR_NAMING), inline=SCHEMA),
+    enabled_plugins=_exact("a map (tasks: …)", tasks=SCHEMA.fields["tasks"]),
+    flyteagent=_TOGGLE, flyteconnector=_TOGGLE,
+    rbac=_exact("a map (extraRules: …)", extraRules=Shape("list", "a list of RBAC rules",
+                                                         item=_exact("an RBAC rule (apiGroups, resources, verbs)"))),
+)
+_CORE_TOGGLE = _exact("a map (enabled, plugin_config)", enabled=_scalar("true or false"), plugin_config=SCHEMA)
+CORE_VALUES = _exact(
+    "a map of flyte-core values",
+    configmap=_exact("a map of propeller config files (core, enabled_plugins, k8s, …)", **{
+        key: SCHEMA for key in ("admin", "catalog", "copilot", "core", "enabled_plugins", "k8s", "logger", "otel",
+                                "resource_manager", "task_logs")}),
+    flyteagent=_CORE_TOGGLE, flyteconnector=_CORE_TOGGLE,
+)
+CONFIG_MAP = _exact("a ConfigMap manifest",
+                    metadata=_exact("a map (name, namespace, …)", name=_scalar("the ConfigMap's name"),
+                                    namespace=_scalar("a namespace")),
+                    data=_exact("a map of file name to text"))
+KUBE_LIST = _exact("a Kubernetes List", items=Shape("list", "a list of objects", item=_exact("a Kubernetes object")))
+
+
 def check(document: dict, label: str) -> None:
     """Raise one UserError for the first value of `document` (a config file's YAML) of the wrong kind."""
-    _check(document, SCHEMA, "", label)
+    check_document(document, SCHEMA, f"config file {label}")
 
 
-def _check(value: Any, shape: Shape, path: str, label: str) -> None:
+def check_document(document: Any, schema: Shape, where: str) -> None:
+    """The same for any document and schema (Helm values, manifests); `where` names the document."""
+    _check(document, schema, "", where)
+
+
+def _check(value: Any, shape: Shape, path: str, where: str) -> None:
     if value is None:
         return
     if shape.kind == "scalar":
@@ -90,29 +128,28 @@ def _check(value: Any, shape: Shape, path: str, label: str) -> None:
     else:
         ok = isinstance(value, dict if shape.kind == "map" else list)
     if not ok:
-        where = f"{path} is" if path else "the file holds"
-        raise UserError(f"config file {label}: {where} {describe(value)}, expected {shape.expected}: rewrite it "
-                        "in that form")
+        what = f"{path} is" if path else "the file holds"
+        raise UserError(f"{where}: {what} {describe(value)}, expected {shape.expected}: rewrite it in that form")
     if shape.kind == "scalar":
         return
     if shape.kind == "map":
         for key, child in value.items():
-            child_shape = shape.fields.get(str(key).lower())
+            child_shape = shape.fields.get(str(key) if shape.exact_keys else str(key).lower())
             if child_shape is not None:
-                _check(child, child_shape, f"{path}.{key}" if path else str(key), label)
+                _check(child, child_shape, f"{path}.{key}" if path else str(key), where)
     elif shape.kind == "list":
         for i, item in enumerate(value):
-            _check(item, shape.item, f"{path}[{i}]", label)
+            _check(item, shape.item, f"{path}[{i}]", where)
     elif isinstance(value, dict):
         for key, child in value.items():
-            _check(child, shape.item, f"{path}.{key}", label)
+            _check(child, shape.item, f"{path}.{key}", where)
     else:
         for i, item in enumerate(value):
             if not isinstance(item, dict):
-                raise UserError(f"config file {label}: {path}[{i}] is {describe(item)}, expected a single-key map "
-                                f"(- key: value) as every item of {path}: rewrite it in that form")
+                raise UserError(f"{where}: {path}[{i}] is {describe(item)}, expected a single-key map (- key: value) "
+                                f"as every item of {path}: rewrite it in that form")
             for key, child in item.items():
-                _check(child, shape.item, f"{path}[{i}].{key}", label)
+                _check(child, shape.item, f"{path}[{i}].{key}", where)
 
 
 def describe(value: Any) -> str:

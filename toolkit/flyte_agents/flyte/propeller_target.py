@@ -24,6 +24,7 @@ from .. import yamlio
 from ..errors import UserError
 from ..kubeobjects import ConfigMapState, DeploymentInfo
 from .config import ConfigFile, PropellerConfig, TOOLKIT_FILE, lookup
+from .config_schema import BINARY_VALUES, CONFIG_MAP, CORE_VALUES, KUBE_LIST, check_document
 from .plan import RoutingPlan
 from .render import render_yaml
 from .versions import (FlyteVersion, chart_default_endpoint, chart_default_task_plugins, naming_for,
@@ -211,6 +212,7 @@ def load_offline(paths: Sequence[str], texts: Sequence[str], version: FlyteVersi
             elif kind == "config":
                 files.append(ConfigFile(os.path.basename(path), text, path))
             else:
+                check_document(doc, BINARY_VALUES if kind == "flyte-binary" else CORE_VALUES, path)
                 values_docs.append((kind, doc))
     if values_docs and (files or manifests):
         raise UserError("--from mixes Helm values files with ConfigMaps or config files: give one kind")
@@ -244,6 +246,7 @@ def _documents(path: str, text: str) -> list[Any]:
     expanded: list[Any] = []
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == "List":
+            check_document(doc, KUBE_LIST, path)
             expanded += doc.get("items") or []
         else:
             expanded.append(doc)
@@ -251,13 +254,12 @@ def _documents(path: str, text: str) -> list[Any]:
 
 
 def _config_map_files(doc: dict, path: str) -> list[ConfigFile]:
+    check_document(doc, CONFIG_MAP, path)
     meta = doc.get("metadata") or {}
     name, namespace = meta.get("name"), meta.get("namespace") or "flyte"
     if not name:
         raise UserError(f"{path}: a ConfigMap without metadata.name: add its name")
     data = doc.get("data") or {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: ConfigMap {name} data is not a map of file names to text")
     not_config = sorted(k for k in data if not str(k).endswith(".yaml"))
     if not_config or (not data and name != SANDBOX_EXTRA_CONFIG):
         what = f"key {not_config[0]!r} is not a *.yaml file" if not_config else "it has no data"
