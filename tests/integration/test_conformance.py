@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import free_port, grpc_health, require
 from tests.integration.build_support import REPO, run_cli
+from tests.integration.test_deploy import image_repository, pod_runner  # noqa: F401 (fixtures)
 from tests.servers.goagent import ASYNC_TYPE, SYNC_TYPE, goagent, goagent_binary, serve  # noqa: F401 (fixtures)
 
 DEMO = REPO / "agent_image" / "flyte_agents_demo"
@@ -208,3 +209,25 @@ def test_tls_to_a_plaintext_port_and_plaintext_to_a_tls_port_exit_15(goagent_bin
     assert (to_plain.code, to_tls.code) == (15, 15)
     assert "speaks plaintext gRPC, not TLS: drop --tls" in one_error_line(to_plain)
     assert "speaks TLS: add --tls" in one_error_line(to_tls)
+
+
+# ------------------------------------------------------------------------------------------------ --service
+
+def test_a_project_service_is_checked_through_the_api_server(sandbox, kube_api, image_repository, pod_runner,
+                                                             tmp_path):
+    """--service ID reaches the service's ready pod the way verify does (port-forward through the API server)."""
+    from tests.integration.test_deploy import deploy_cli, helm_binary, write_project
+
+    helm = helm_binary(4)
+    project = write_project(tmp_path, image_repository)
+    deployed = deploy_cli(project, helm, "--service", "demo-prod")
+    assert deployed.code == 0, deployed.stderr[-3000:]
+    try:
+        result, data = conformance("--sandbox", "--project", str(project), "--helm", helm, "--service", "demo-prod",
+                                   "--output", "json")
+        assert result.code == 0, result.stderr[-3000:]
+        assert data["via"].startswith("pod flyte/demo-prod-") and data["via"].endswith("(port-forward)")
+        assert {status for _, _, status in statuses(data)} == {"PASS"}, statuses(data)
+        assert {t["category"] for t in data["tasks"]} == {"flyte_agents_demo", "sensor", "webhook"}
+    finally:
+        run_cli("undeploy", "--sandbox", "--project", str(project), "--helm", helm)
