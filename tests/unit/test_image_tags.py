@@ -195,7 +195,7 @@ def test_a_bad_dockerignore_pattern_is_a_user_error_naming_the_file(tmp_path):
 
 
 def test_missing_context_or_dockerfile_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="not a directory"):
+    with pytest.raises(UserError, match="build context .*nope does not exist"):
         t.scan_context(tmp_path / "nope", tmp_path / "Dockerfile")
     with pytest.raises(UserError, match="Dockerfile .* does not exist"):
         t.scan_context(tmp_path, tmp_path / "Dockerfile")

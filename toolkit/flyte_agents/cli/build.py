@@ -46,21 +46,23 @@ def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
 def image_specs(contexts: tuple[Path, ...], dockerfile: Path | None, name: str | None, registry: str | None,
                 build_args: dict[str, str], target: str | None, platform: str | None) -> list[images.ImageSpec]:
     from ..workflows import image_tags as tags
-    from ..workflows import images
 
     if len(contexts) > 1 and (dockerfile or name):
         raise UserError("--file and --name apply to one context: build several contexts without them, or one at "
                         "a time")
-    specs = []
+    repositories = []
     for context in contexts:
+        tags.check_context(context)
         # --name is blamed only when the user passed it; else the name comes from the context directory.
         repository = validate_repository(name) if name else validate_repository(
             tags.repository_name(context), f"the image name from context directory {context} (pass --name):")
         if registry:
             repository = validate_repository(f"{registry}/{repository}", "--registry with the image name:")
-        specs.append(images.ImageSpec(context.resolve(), repository, dockerfile.resolve() if dockerfile else None,
-                                      build_args, target, platform))
-    return specs
+        repositories.append(repository)
+    from ..workflows import images  # the Docker SDK comes with it: only once the names are checked
+
+    return [images.ImageSpec(context.resolve(), repository, dockerfile.resolve() if dockerfile else None, build_args,
+                             target, platform) for context, repository in zip(contexts, repositories)]
 
 
 def _check_output(output: str) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from ..adapters import kubeconfig as kubeconfigs
+from ..adapters.helm import find_binary
 from ..errors import UserError
 from ..flyte import propeller_target as pt
 from ..imageref import validate_registry
@@ -86,12 +87,13 @@ class Session:
             found = kubeconfigs.load(kw["kubeconfig"])
             kubeconfig, context = found.location, found.context(kw["context"])
             namespace = kw["namespace"] or self.project.namespace
+        helm_binary = find_binary(kw["helm_binary"])
         # Input checked: from here on, connections. helm's own start-up and its lookups of the project's releases
         # run while the Kubernetes client loads.
         from rich.console import Console
 
         self.err = Console(stderr=True, soft_wrap=True)
-        helm = _in_background(_open_helm, kw["helm_binary"], kubeconfig, context,
+        helm = _in_background(_open_helm, helm_binary, kubeconfig, context,
                               [s.id for s in self.project.services], namespace)
         if kw["sandbox"]:
             self.cluster, self.kube = sb.detect_sandbox(kubeconfig, registry)

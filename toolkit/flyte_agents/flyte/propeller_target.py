@@ -202,6 +202,7 @@ def load_offline(paths: Sequence[str], texts: Sequence[str], version: FlyteVersi
     """Turn `--from` files (already read) into propeller's config files."""
     files: list[ConfigFile] = []
     values_docs: list[tuple[str, dict]] = []
+    values_paths: list[str] = []
     manifests: list[dict] = []
     for path, text in zip(paths, texts, strict=True):
         for doc in _documents(path, text):
@@ -214,6 +215,7 @@ def load_offline(paths: Sequence[str], texts: Sequence[str], version: FlyteVersi
             else:
                 check_document(doc, BINARY_VALUES if kind == "flyte-binary" else CORE_VALUES, path)
                 values_docs.append((kind, doc))
+                values_paths.append(path)
     if values_docs and (files or manifests):
         raise UserError("--from mixes Helm values files with ConfigMaps or config files: give one kind")
     if values_docs:
@@ -228,7 +230,8 @@ def load_offline(paths: Sequence[str], texts: Sequence[str], version: FlyteVersi
         values: dict = {}
         for _, doc in values_docs:
             values = helm_merge(values, doc)
-        return OfflineInput(files_from_values(values, values_flavor, version), values_flavor, values)
+        return OfflineInput(files_from_values(values, values_flavor, version, ", ".join(dict.fromkeys(values_paths))),
+                            values_flavor, values)
     if not files and not manifests:
         raise UserError("--from gave no config: pass ConfigMap manifests, config files or a values file")
     return OfflineInput(PropellerConfig(tuple(files)), flavor or _flavor_of_manifests(manifests),
@@ -268,7 +271,7 @@ def _config_map_files(doc: dict, path: str) -> list[ConfigFile]:
     for key, text in data.items():
         if not isinstance(text, str):
             raise UserError(f"{path}: ConfigMap {name} key {key} is not text: quote it as a YAML string")
-        files.append(ConfigFile(str(key), text, f"ConfigMap {namespace}/{name}"))
+        files.append(ConfigFile(str(key), text, f"ConfigMap {namespace}/{name} in {path}"))
     return files
 
 
@@ -324,11 +327,12 @@ def chart_defaults(flavor: Flavor, version: FlyteVersion) -> dict:
             "enabled_plugins": {"tasks": tasks}, naming.chart_key: {"enabled": False}, "rbac": {"extraRules": []}}
 
 
-def files_from_values(values: dict, flavor: Flavor, version: FlyteVersion) -> PropellerConfig:
-    """The propeller config files the chart renders from `values` (only the routing-relevant ones)."""
+def files_from_values(values: dict, flavor: Flavor, version: FlyteVersion, source: str = "") -> PropellerConfig:
+    """The propeller config files the chart renders from `values` (only the routing-relevant ones); `source`
+    names the values files in errors."""
     naming = naming_for(version)
     merged = helm_merge(chart_defaults(flavor, version), values)
-    origin = f"{flavor.value} values"
+    origin = f"{flavor.value} values" + (f" {source}" if source else "")
     if flavor is Flavor.CORE:
         files = [ConfigFile(f"{key}.yaml", render_yaml(merged["configmap"][key]), origin)
                  for key in ("admin", "catalog", "copilot", "core", "enabled_plugins", "k8s", "logger", "otel",

@@ -283,17 +283,27 @@ def _with_parents(entries: tuple[ContextEntry, ...], path: str) -> tuple[Context
     return tuple(parents) + entries
 
 
+def check_context(context: Path) -> None:
+    if not context.is_dir():
+        what = "is a file, not a directory" if context.exists() else "does not exist"
+        raise UserError(f"build context {context} {what}: pass the directory with the Dockerfile")
+
+
+def read_dockerignore(root: Path) -> str:
+    """The context's .dockerignore ('' when it has none)."""
+    path = root / DOCKERIGNORE
+    return userfiles.read_text(path, DOCKERIGNORE) if path.exists() else ""
+
+
 def scan_context(root: Path, dockerfile: Path) -> BuildContext:
     """The entries `docker build -f DOCKERFILE ROOT` would send, flagged with whether they can change the image."""
     root = root.resolve()
-    if not root.is_dir():
-        raise UserError(f"build context {root} is not a directory: pass an existing directory")
+    check_context(root)
     dockerfile = dockerfile.resolve()
     if not dockerfile.is_file():
         raise UserError(f"Dockerfile {dockerfile} does not exist: pass --file or add a Dockerfile to {root}")
     ignore_path = root / DOCKERIGNORE
-    ignore_text = userfiles.read_text(ignore_path, DOCKERIGNORE) if ignore_path.exists() else ""
-    patterns = parse_dockerignore(ignore_text)
+    patterns = parse_dockerignore(read_dockerignore(root))
     try:
         original = IgnoreMatcher(patterns)
     except BadPattern as err:

@@ -165,9 +165,8 @@ def _ignore(_event) -> None:
 def check_inputs(specs: list[ImageSpec], options: Options) -> None:
     """Every local input of the build, checked before the Docker Engine is asked anything."""
     for spec in specs:
-        if not spec.context.is_dir():
-            what = "is a file, not a directory" if spec.context.exists() else "does not exist"
-            raise UserError(f"build context {spec.context} {what}: pass the directory with the Dockerfile")
+        tags.check_context(spec.context)
+        tags.read_dockerignore(spec.context)
         if not spec.dockerfile_path.exists():
             raise UserError(f"Dockerfile {spec.dockerfile_path} does not exist: pass --file or add a Dockerfile to "
                             f"{spec.context}")

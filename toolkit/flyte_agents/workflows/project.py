@@ -134,7 +134,7 @@ def parse(doc: Any, file: Path) -> Project:
                         f"{doc.get('kind')!r})")
     namespace = _name(doc.get("namespace", "flyte"), "namespace", file)
     chart = _path(root, doc.get("chart", "charts/flyte-agent"), "chart", file, directory=True)
-    if not (chart / "Chart.yaml").is_file():
+    if not (chart / "Chart.yaml").exists():
         raise UserError(f"{file}: chart {chart} has no Chart.yaml: point `chart` at the chart directory")
     chart_meta(chart)
     registry = _string(doc.get("registry"), "registry", file, optional=True)
@@ -167,7 +167,7 @@ def _image(root: Path, name: str, spec: Any, file: Path) -> ImageConfig:
     dockerfile = spec.get("dockerfile")
     dockerfile = _path(root, dockerfile, f"{where}.dockerfile", file) if dockerfile is not None else None
     default_dockerfile = context / "Dockerfile"
-    if dockerfile is None and not default_dockerfile.is_file():
+    if dockerfile is None and not default_dockerfile.exists():
         raise UserError(f"{file}: {where}.context {context} has no Dockerfile: add one or set {where}.dockerfile")
     userfiles.read_text(dockerfile or default_dockerfile, "Dockerfile", DockerfileError)
     args = spec.get("buildArgs") or {}
