@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -216,17 +218,18 @@ def grpc_health(address: str, timeout: float = 2.0) -> str | None:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
-@pytest.fixture(scope="session")
-def agent_server(tmp_path_factory):
-    """A real flytekit agent server (`pyflyte serve agent`) on a free loopback port; yields "127.0.0.1:PORT"."""
+@contextmanager
+def pyflyte_server(log_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A real flytekit agent server (`pyflyte serve ARGS`, e.g. `agent` or `connector --modules M`) on a free
+    loopback port until the block ends; yields "127.0.0.1:PORT" once it reports SERVING."""
     pyflyte = Path(sys.executable).parent / "pyflyte"
     if not pyflyte.exists():
         require("flytekit agent server", f"{pyflyte} is missing", target="venv")
     port, metrics = free_port(), free_port()
-    log = tmp_path_factory.mktemp("agent") / "agent.log"
+    log = log_dir / "agent.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(pyflyte), "serve", "agent", "--port", str(port), "--prometheus_port",
-                                 str(metrics)], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([str(pyflyte), "serve", *args, "--port", str(port), "--prometheus_port", str(metrics)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while grpc_health(address, timeout=1) != "SERVING":
@@ -235,9 +238,18 @@ def agent_server(tmp_path_factory):
             require("flytekit agent server", f"it did not serve on {address}: {log.read_text()[-2000:]}",
                     target="venv")
         time.sleep(0.2)
-    yield address
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def agent_server(tmp_path_factory):
+    """A real flytekit agent server (`pyflyte serve agent`) on a free loopback port; yields "127.0.0.1:PORT"."""
+    with pyflyte_server(tmp_path_factory.mktemp("agent"), "agent") as address:
+        yield address

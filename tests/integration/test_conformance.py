@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, grpc_health, require
+from tests.conftest import free_port, pyflyte_server
 from tests.integration.build_support import REPO, run_cli
 from tests.integration.test_deploy import image_repository, pod_runner  # noqa: F401 (fixtures)
 from tests.servers.goagent import ASYNC_TYPE, SYNC_TYPE, goagent, goagent_binary, serve  # noqa: F401 (fixtures)
@@ -27,27 +24,9 @@ DEMO = REPO / "agent_image" / "flyte_agents_demo"
 def demo_agent(tmp_path_factory):
     """flytekit's connector server (`pyflyte serve connector`) with the demo agent: async flyte_agents_demo and
     sensor, sync webhook."""
-    pyflyte = Path(sys.executable).parent / "pyflyte"
-    if not pyflyte.exists():
-        require("flytekit agent server", f"{pyflyte} is missing", target="venv")
-    port = free_port()
-    log = tmp_path_factory.mktemp("demo-agent") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(pyflyte), "serve", "connector", "--port", str(port), "--prometheus_port",
-                                 str(free_port()), "--modules", "flyte_agents_demo"],
-                                env={**os.environ, "PYTHONPATH": str(DEMO)}, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while grpc_health(address, timeout=1) != "SERVING":
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            require("flytekit agent server", f"it did not serve on {address}: {log.read_text()[-2000:]}",
-                    target="venv")
-        time.sleep(0.2)
-    yield address
-    proc.terminate()
-    proc.wait(10)
+    with pyflyte_server(tmp_path_factory.mktemp("demo-agent"), "connector", "--modules", "flyte_agents_demo",
+                        env={**os.environ, "PYTHONPATH": str(DEMO)}) as address:
+        yield address
 
 
 def conformance(*args: str):
