@@ -41,6 +41,7 @@ class Prepared:
     project_file: Path
     project_text: str
     project_created: bool
+    missing_chart: Path | None = None  # a new project file's chart, when it does not exist (yet)
 
     @property
     def paths(self) -> list[Path]:
@@ -48,7 +49,8 @@ class Prepared:
 
     def to_dict(self, written: bool) -> dict:
         return {**self.scaffold.to_dict(), "into": str(self.into), "project_file": str(self.project_file),
-                "project_file_created": self.project_created, "written": written}
+                "project_file_created": self.project_created, "written": written,
+                "missing_chart": str(self.missing_chart) if self.missing_chart else None}
 
 
 def prepare(request: Request) -> Prepared:
@@ -64,9 +66,11 @@ def prepare(request: Request) -> Prepared:
     core.check_unique(names, existing, str(project_file))
     templates = load_templates()
     scaffold = core.plan(names, version, request.sync, existing, templates)
-    old = core.new_project_text(_chart_for(into), templates) if created else project_file.read_text()
+    chart = _chart_for(into)
+    old = core.new_project_text(chart, templates) if created else project_file.read_text()
     text = add_entries(old, scaffold.image, scaffold.service)
-    prepared = Prepared(into, scaffold, project_file, text, created)
+    missing = into / chart if created and not (into / chart / "Chart.yaml").is_file() else None
+    prepared = Prepared(into, scaffold, project_file, text, created, missing)
     _refuse_existing(prepared.paths, into)
     return prepared
 
@@ -95,14 +99,14 @@ def _existing(project_file: Path) -> core.ExistingProject:
 
 
 def _chart_for(into: Path) -> str:
-    """A new project's chart: the one of this source checkout (relative when inside the project directory)."""
-    chart = _CHECKOUT_CHART if (_CHECKOUT_CHART / "Chart.yaml").is_file() else None
-    if chart is None:
-        return "charts/flyte-agent"  # the loader names it if it is missing: copy the flyte-agent chart there
+    """A new project's chart: the one of this source checkout (relative when inside the project directory), else
+    the default place, where the user copies the flyte-agent chart (the package does not ship it)."""
+    if not (_CHECKOUT_CHART / "Chart.yaml").is_file():
+        return "charts/flyte-agent"
     try:
-        return chart.relative_to(into.resolve()).as_posix()
+        return _CHECKOUT_CHART.relative_to(into.resolve()).as_posix()
     except ValueError:
-        return str(chart)
+        return str(_CHECKOUT_CHART)
 
 
 def add_entries(text: str, image: core.ImageEntry, service: core.ServiceEntry) -> str:
@@ -163,10 +167,7 @@ def _replace(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as out:
             out.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o644)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)  # mkstemp's 0600 would stick
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
