@@ -84,6 +84,8 @@ class GoAgent:
 @contextmanager
 def serve(binary: Path, fault: str | None = None, *args: str) -> Iterator[GoAgent]:
     """Run the server on a free loopback port until the block ends."""
+    from tests.conftest import stop_process
+
     argv = [str(binary), "-listen", "127.0.0.1:0", *(["-fault", fault] if fault else []), *args]
     with tempfile.TemporaryDirectory(prefix="goagent-") as tmp:
         log = Path(tmp) / "server.log"
@@ -96,12 +98,7 @@ def serve(binary: Path, fault: str | None = None, *args: str) -> Iterator[GoAgen
                 raise BuildError(f"{' '.join(argv)} did not start: {line}{log.read_text()[-2000:]}")
             yield GoAgent(line.split()[1], fault, proc, log)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
             proc.stdout.close()
 
 
