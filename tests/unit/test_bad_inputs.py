@@ -239,8 +239,10 @@ YAML_BREAKS: dict[str, str] = {
     "self-alias": "a: &a [1, *a]\n",
     "undefined-alias": "a: *nowhere\n",
     "python-tag": "a: !!python/object/apply:os.system ['true']\n",
+    "deep-nesting": "a: " + "[" * 400 + "]" * 400 + "\n",
 }
-YAML_WORDS = {"duplicate-key": "duplicate key 'a'", "alias-bomb": "aliases expand", "self-alias": "contains it"}
+YAML_WORDS = {"duplicate-key": "duplicate key 'a'", "alias-bomb": "aliases expand", "self-alias": "contains it",
+              "deep-nesting": "nested more than 100 levels"}
 
 YAML_FILES = {  # file -> (command, what the error calls it)
     "flyte-agents.yaml": (["deploy", "--dry-run"], "project file"),

@@ -178,3 +178,18 @@ def test_missing_kubeconfigs_say_which(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/x:{tmp_path}/y")
     with pytest.raises(UserError, match="none of these files exists"):
         kubeconfig.load(None)
+
+
+def test_deep_nesting_is_refused_before_anything_recurses_on_it():
+    """A few hundred levels made deepcopy, Helm's merge and the YAML dumper die with RecursionError."""
+    assert yamlio.load("a: " + "[" * 98 + "]" * 98) is not None
+    with pytest.raises(yamlio.Error, match="nested more than 100 levels deep"):
+        yamlio.load("a: " + "[" * 150 + "]" * 150)
+
+
+def test_deep_nesting_built_from_aliases_is_refused_too():
+    chain = "a0: &a0 " + "[" * 60 + "x" + "]" * 60 + "\n" + "".join(
+        f"a{i}: &a{i} " + "[" * 60 + f"*a{i - 1}" + "]" * 60 + "\n" for i in range(1, 5))
+    with pytest.raises(yamlio.Error, match="nested more than 100 levels deep") as err:
+        yamlio.load(chain)
+    assert yamlio.at_line(err.value) == " at line 2"

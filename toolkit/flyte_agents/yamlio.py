@@ -12,6 +12,8 @@ Two things PyYAML accepts are refused here, as errors with the line (so every ca
 * aliases that expand to more than MAX_ALIAS_NODES extra nodes (a "billion laughs" document): PyYAML shares the
   aliased objects, but everything that walks, merges or dumps the result expands them, to gigabytes for a few
   hundred bytes of input. Anchors that repeat a block a few times stay far below the bound.
+* nesting deeper than MAX_DEPTH: merging, copying and dumping recurse, and a few hundred levels end in a
+  RecursionError; real configs nest a dozen levels.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ Error = yaml.YAMLError
 _BASE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _LOADER = _BASE  # the parser in use (tests check that it is libyaml's)
 MAX_ALIAS_NODES = 100_000
+MAX_DEPTH = 100
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -42,17 +45,24 @@ class _StrictLoader(_BASE):  # type: ignore[misc, valid-type]
         return super().construct_mapping(node, deep)
 
 
-def _check_aliases(root: yaml.Node) -> None:
-    """Refuse a node graph whose alias expansion adds more than MAX_ALIAS_NODES nodes, or that contains itself.
-    One pass over the distinct nodes (an aliased node is the same object each time it is used)."""
+def _check_shape(root: yaml.Node) -> None:
+    """Refuse a node graph whose alias expansion adds more than MAX_ALIAS_NODES nodes, that contains itself, or
+    that nests deeper than MAX_DEPTH once expanded. One pass over the distinct nodes (an aliased node is the same
+    object each time it is used): each node's expanded size and height come from its children's."""
     size: dict[int, int] = {}  # id(node) -> how many nodes it expands to
+    height: dict[int, int] = {}  # id(node) -> how many levels it expands to
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, children_done = stack.pop()
         if children_done:
             on_path.discard(id(node))
-            size[id(node)] = 1 + sum(size[id(c)] for c in _children(node))
+            children = _children(node)
+            size[id(node)] = 1 + sum(size[id(c)] for c in children)
+            height[id(node)] = 1 + max((height[id(c)] for c in children), default=0)
+            if height[id(node)] > MAX_DEPTH:
+                raise ConstructorError(None, None, f"nested more than {MAX_DEPTH} levels deep: flatten it",
+                                       node.start_mark)
         elif id(node) in on_path:
             raise ConstructorError(None, None, "an alias refers to a node that contains it: write it out instead",
                                    node.start_mark)
@@ -76,7 +86,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def _document(loader: _StrictLoader, node: yaml.Node | None) -> Any:
     if node is None:
         return None
-    _check_aliases(node)
+    _check_shape(node)
     return loader.construct_document(node)
 
 
