@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import base64
 import json
 import random
 import time
@@ -42,6 +43,15 @@ class WriteResult:
     attempts: int
     before: ConfigMapState
     data_after: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    name: str
+    namespace: str
+    holder: str
+    renewed: datetime | None
+    annotations: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class Kube:
         self.context = context or ""
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
@@ -294,7 +305,128 @@ class Kube:
         return f"pods: {'; '.join(reasons)} | events: {' / '.join(lines) or 'none'}"
 
 
+    # -------------------------------------------------------------------------------------------- dev sessions
+
+    def node_internal_ips(self) -> list[str]:
+        nodes = self._call("listing nodes", self.core.list_node).items
+        return [a.address for n in nodes for a in n.status.addresses or () if a.type == "InternalIP"]
+
+    def endpoints_ips(self, namespace: str, name: str) -> list[str]:
+        raw = self._read_or_none(f"reading Endpoints {namespace}/{name}", self.core.read_namespaced_endpoints, name,
+                                 namespace)
+        subsets = raw.subsets or () if raw is not None else ()
+        return [a.ip for s in subsets for a in s.addresses or ()]
+
+    def node_port(self, namespace: str, name: str, port: int) -> int | None:
+        raw = self._read_or_none(f"reading Service {namespace}/{name}", self.core.read_namespaced_service, name,
+                                 namespace)
+        ports = raw.spec.ports or () if raw else ()
+        return next((p.node_port for p in ports if p.port == port and p.node_port), None)
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        raw = self._read_or_none(f"reading Secret {namespace}/{name}", self.core.read_namespaced_secret, name,
+                                 namespace)
+        if raw is None:
+            return None
+        return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (raw.data or {}).items()}
+
+    def container_env(self, namespace: str, deployment: str) -> dict[str, str]:
+        """The first container's env of a Deployment: literal values and secretKeyRef values (read from the
+        Secret); other valueFrom sources are left out."""
+        raw = self._read_or_none(f"reading Deployment {namespace}/{deployment}", self.apps.read_namespaced_deployment,
+                                 deployment, namespace)
+        containers = raw.spec.template.spec.containers or () if raw else ()
+        env: dict[str, str] = {}
+        for item in containers[0].env or () if containers else ():
+            if item.value is not None:
+                env[item.name] = item.value
+            elif item.value_from is not None and item.value_from.secret_key_ref is not None:
+                ref = item.value_from.secret_key_ref
+                value = (self.secret_data(namespace, ref.name) or {}).get(ref.key)
+                if value is not None:
+                    env[item.name] = value
+        return env
+
+    def create_host_service(self, namespace: str, name: str, ip: str, port: int, labels: Mapping[str, str]) -> None:
+        """A headless Service without selector and its manual Endpoints: `name.namespace` resolves to ip:port."""
+        meta = {"name": name, "namespace": namespace, "labels": dict(labels)}
+        service = {"metadata": meta, "spec": {"clusterIP": "None", "ports": [{"name": "grpc", "port": port,
+                                                                              "targetPort": port}]}}
+        endpoints = {"metadata": meta, "subsets": [{"addresses": [{"ip": ip}],
+                                                    "ports": [{"name": "grpc", "port": port}]}]}
+        self._create(f"creating Service {namespace}/{name}", self.core.create_namespaced_service, namespace, service)
+        self._create(f"creating Endpoints {namespace}/{name}", self.core.create_namespaced_endpoints, namespace,
+                     endpoints)
+
+    def delete_host_service(self, namespace: str, name: str) -> bool:
+        """Delete the Endpoints and the Service (either may be gone already); True when something was deleted."""
+        deleted = [self._delete(f"deleting {kind} {namespace}/{name}", fn, name, namespace)
+                   for kind, fn in (("Endpoints", self.core.delete_namespaced_endpoints),
+                                    ("Service", self.core.delete_namespaced_service))]
+        return any(deleted)
+
+    def create_lease(self, namespace: str, name: str, holder: str, seconds: int, labels: Mapping[str, str],
+                     annotations: Mapping[str, str]) -> bool:
+        """Create the Lease held by `holder`; False when it exists already."""
+        from kubernetes.client.exceptions import ApiException
+
+        now = datetime.now(timezone.utc)
+        body = {"metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
+                             "annotations": dict(annotations)},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds, "acquireTime": _micro(now),
+                         "renewTime": _micro(now)}}
+        try:
+            self._call(f"creating Lease {namespace}/{name}", self.coordination.create_namespaced_lease, namespace,
+                       body, field_manager=FIELD_MANAGER)
+        except ApiException:  # only 409 gets here
+            return False
+        return True
+
+    def read_lease(self, namespace: str, name: str) -> LeaseInfo | None:
+        raw = self._read_or_none(f"reading Lease {namespace}/{name}", self.coordination.read_namespaced_lease, name,
+                                 namespace)
+        return None if raw is None else _lease_info(raw)
+
+    def leases(self, namespace: str, label: str) -> list[LeaseInfo]:
+        items = self._call(f"listing Leases in {namespace}", self.coordination.list_namespaced_lease, namespace,
+                           label_selector=label).items
+        return [_lease_info(i) for i in items]
+
+    def renew_lease(self, namespace: str, name: str, annotations: Mapping[str, str] | None = None) -> None:
+        body: dict[str, Any] = {"spec": {"renewTime": _micro(datetime.now(timezone.utc))}}
+        if annotations:
+            body["metadata"] = {"annotations": dict(annotations)}
+        self._call(f"renewing Lease {namespace}/{name}", self.coordination.patch_namespaced_lease, name, namespace,
+                   body, field_manager=FIELD_MANAGER)
+
+    def delete_lease(self, namespace: str, name: str) -> bool:
+        return self._delete(f"deleting Lease {namespace}/{name}", self.coordination.delete_namespaced_lease, name,
+                            namespace)
+
+    def _create(self, what: str, fn: Callable, namespace: str, body: dict) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._call(what, fn, namespace, body, field_manager=FIELD_MANAGER)
+        except ApiException:  # only 409 gets here
+            raise KubernetesError(f"{what} failed: it exists already (not made by this command): delete it or "
+                                  "pick another service") from None
+
+    def _delete(self, what: str, fn: Callable, name: str, namespace: str) -> bool:
+        return self._read_or_none(what, fn, name, namespace) is not None
+
+
 # ------------------------------------------------------------------------------------------------ helpers
+
+def _micro(moment: datetime) -> str:
+    """A MicroTime as the API server writes it."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _lease_info(raw: Any) -> LeaseInfo:
+    return LeaseInfo(raw.metadata.name, raw.metadata.namespace, raw.spec.holder_identity or "",
+                     raw.spec.renew_time or raw.spec.acquire_time, dict(raw.metadata.annotations or {}))
+
 
 def _errno_text(err: Exception) -> str:
     cause = err.__context__ or err.__cause__

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "conformance": "Check an agent server in any language against what propeller does.",
     "deploy": "Build, push, helm-install, route and verify the project's services.",
     "init": "Create a new agent service: package, local test, layered Dockerfile, project entries.",
+    "dev": "Serve a service's agent from source here, routed from propeller, reloaded on save.",
     "status": "Releases, images, readiness, routing and drift of each service.",
     "undeploy": "Remove the services' releases and exactly the routing added.",
     "verify": "gRPC health + ListAgents per service, cross-checked with routing.",
