@@ -5,9 +5,9 @@ Generated: Flyte versions of both namings; one to three config files named as ea
 case-keeping list-of-single-key-maps form; key case varied where viper matches keys case-insensitively; plugin
 ids in the case and spacing propeller's cleanString accepts; enabled-plugins absent, empty or explicit; an earlier
 file's list replaced by a later one; services that are new, that update a user's deployment or take over a
-user's pin. The apply/remove part runs on the pure model: the ConfigMap manifest `config render` prints, and the
-key edit and backup restore the kube adapter writes (tests/integration/test_propeller_config.py runs it against
-the API server).
+user's pin; the same configs as flyte-binary and flyte-core values. The apply/remove part runs on the pure model:
+the ConfigMap manifest `config render` prints, the key edit and backup restore the kube adapter writes
+(tests/integration/test_propeller_config.py runs it against the API server), and the values overlay.
 """
 from __future__ import annotations
 
@@ -19,14 +19,13 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from flyte_agents.errors import UserError
 from flyte_agents.flyte import propeller_target as pt
-from flyte_agents.flyte.config import TOOLKIT_FILE, ConfigFile, PropellerConfig, effective
+from flyte_agents.flyte.config import TOOLKIT_FILE, ConfigFile, PropellerConfig, effective, lookup
 from flyte_agents.flyte.config_schema import SCHEMA
 from flyte_agents.flyte.lint import lint
-from flyte_agents.flyte.plan import RoutingPlan, plan_routing
+from flyte_agents.flyte.plan import RoutingPlan, plan_routing, routing_sections
 from flyte_agents.flyte.render import render_yaml
 from flyte_agents.flyte.services import AgentService
-from flyte_agents.flyte.versions import (FlyteVersion, echo_swallows_unknown_types, naming_for, naming_of_plugin,
-                                         plugin_exists)
+from flyte_agents.flyte.versions import FlyteVersion, echo_swallows_unknown_types, naming_for, plugin_exists
 from flyte_agents.kubeobjects import ConfigMapEdit, ConfigMapState
 
 PROPERTIES = settings(max_examples=200, deadline=None, database=None, derandomize=bool(os.environ.get("CI")),
@@ -238,6 +237,34 @@ def test_render_apply_remove_restores_every_config_map_byte_for_byte(generated, 
     # and the applied ConfigMaps read back as the planned config
     live = [m if m is not original else {**m, "data": applied} for m in manifests]
     assert pt.load_offline(["cm.yaml"], [render_yaml_all(live)], version, None).config.merged() == plan.after
+
+
+@PROPERTIES
+@given(user_configs(), service_lists(), st.sampled_from([pt.Flavor.BINARY, pt.Flavor.CORE]))
+def test_the_values_overlay_over_the_users_values_renders_the_planned_routing(generated, services, flavor):
+    version, _, config = generated
+    values = values_of(config, flavor, version)
+    files = pt.files_from_values(values, flavor, version)
+    plan = plan_or_refusal(files, version, services)
+    if plan is None:
+        return
+    overlay = pt.values_overlay(plan, flavor, values)  # passed after the user's values: -f theirs -f overlay
+    rendered = pt.files_from_values(pt.helm_merge(values, overlay), flavor, version)
+    assert routing_sections(rendered.merged()) == routing_sections(plan.after)
+
+
+def values_of(config: PropellerConfig, flavor: pt.Flavor, version: FlyteVersion) -> dict:
+    """The user's config as the chart's values: task-plugins and the plugin section where each chart takes them."""
+    naming = naming_for(version)
+    merged = config.merged()
+    tasks, section = lookup(merged, "tasks"), lookup(merged, "plugins", naming.plugin)
+    if flavor is pt.Flavor.BINARY:
+        values = {"configuration": {naming.binary_values_key: section or {}}, naming.chart_key: {"enabled": True}}
+        return {**values, "enabled_plugins": {"tasks": tasks}} if tasks else values
+    values = {"configmap": {"enabled_plugins": {"tasks": tasks} if tasks else {}}}
+    if section:
+        values[naming.chart_key] = {"enabled": True, "plugin_config": {"plugins": {naming.plugin: section}}}
+    return values
 
 
 def manifests_of(flavor: pt.Flavor, write_map: str, data: dict[str, str]) -> list[dict]:

@@ -4,6 +4,7 @@ Propeller decodes its sections into Go structs (mapstructure, weakly typed), so 
 either stops propeller at startup or is dropped by viper's merge with nothing but a log line. Every config file is
 checked against this schema when it is read (ConfigFile.document), so a wrongly typed section is one error naming
 the file, the key path, what was found and what is expected: never a traceback further on, never silently absent.
+The Helm values and Kubernetes manifests that `--from` reads are typed the same way (check_document).
 
 * Keys match case-insensitively, as viper's do; keys outside the schema belong to other components and are not
   checked. A null value is the Go zero value (absent), which is allowed everywhere.
