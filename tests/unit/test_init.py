@@ -309,3 +309,14 @@ def test_generation_follows_the_naming_rule():
     assert core.generation_for(FlyteVersion(1, 13)).kind == "agent"
     with pytest.raises(UserError):
         core.generation_for(FlyteVersion(1, 17))
+
+
+def test_a_new_project_without_a_chart_next_to_the_package_says_where_to_copy_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(wf, "_CHECKOUT_CHART", tmp_path / "not-a-checkout" / "charts" / "flyte-agent")  # a wheel
+    assert init(tmp_path, "my-agent", "--dry-run") == 0
+    err = capsys.readouterr().err
+    assert f"note: the project's chart {tmp_path / 'charts/flyte-agent'} does not exist: copy" in err
+    shutil.copytree(REPO / "charts" / "flyte-agent", tmp_path / "charts" / "flyte-agent")
+    assert init(tmp_path, "my-agent") == 0
+    assert "note:" not in capsys.readouterr().err
+    assert projects.load(tmp_path / "flyte-agents.yaml").chart == (tmp_path / "charts" / "flyte-agent").resolve()
