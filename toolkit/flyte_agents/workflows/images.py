@@ -302,7 +302,7 @@ def prepare_wheelhouse(spec: ImageSpec, ca_bundle: Path | None) -> Path:
     if (target / _COMPLETE).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=target.parent))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
     try:
         _pip_download(spec.context, scratch, requirements, ca_bundle)
         (scratch / _COMPLETE).touch()
