@@ -96,3 +96,49 @@ def test_server_command_runs_pyflyte_through_the_given_python():
     assert command[0] == "/venv/bin/python"
     assert command[3:] == ["serve", "connector", "--port", "18000", "--prometheus_port", "19000", "--modules",
                            "flyte_agents_demo"]
+
+
+# ------------------------------------------------------------------------------------------------ propeller's own file
+
+LOCAL_CONFIG = """\
+# the single binary's file
+propeller:
+  kube-config: /root/.flyte/sandbox/kubeconfig
+storage:
+  type: stow
+  stow:
+    kind: s3
+    config: {endpoint: "http://localhost:30002", access_key_id: minio, secret_key: miniostorage}
+tasks:
+  task-plugins:
+    enabled-plugins: [container, sidecar, connector-service, echo]
+plugins:
+  connector-service:
+    defaultConnector: {endpoint: "", insecure: true}
+"""
+
+
+def test_the_file_tells_its_version_and_object_store():
+    from flyte_agents.flyte.config import ConfigFile, PropellerConfig
+
+    merged = PropellerConfig((ConfigFile("flyte.yaml", LOCAL_CONFIG),)).merged()
+    assert str(dev.version_of_config(merged)) == "1.16.0"
+    assert dev.version_of_config({"tasks": {"task-plugins": {"enabled-plugins": ["agent-service"]}}}).minor == 15
+    assert dev.version_of_config({}) is None
+    assert dev.object_store_of_config(merged) == {"FLYTE_AWS_ENDPOINT": "http://localhost:30002",
+                                                  "FLYTE_AWS_ACCESS_KEY_ID": "minio",
+                                                  "FLYTE_AWS_SECRET_ACCESS_KEY": "miniostorage"}
+
+
+def test_routing_merged_into_the_file_is_what_a_later_file_would_do():
+    from flyte_agents.flyte.config import ConfigFile, PropellerConfig, TOOLKIT_FILE
+    from flyte_agents.flyte.plan import plan_routing
+    from flyte_agents.flyte.versions import FlyteVersion
+
+    version = FlyteVersion(1, 16)
+    service = AgentService("demo-prod", dev.local_endpoint(18000), ("flyte_agents_demo",))
+    routed = dev.route_into_file("flyte.yaml", LOCAL_CONFIG, version, [service])
+    one_file = PropellerConfig((ConfigFile("flyte.yaml", routed),)).merged()
+    plan = plan_routing(PropellerConfig((ConfigFile("flyte.yaml", LOCAL_CONFIG),)), version, [service], TOOLKIT_FILE)
+    assert one_file == plan.after
+    assert one_file["plugins"]["connector-service"]["connectorfortasktypes"] == {"flyte_agents_demo": "demo-prod"}

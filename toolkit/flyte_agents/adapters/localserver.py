@@ -1,14 +1,17 @@
 """This machine's side of `flyte-agents dev`: an agent server process, its interpreter, ports and addresses.
 
 The server runs in a session of its own (its own process group), so stopping it stops whatever it started, and a
-Ctrl-C in the terminal reaches dev, which stops the server itself, in order.
+Ctrl-C in the terminal reaches dev, which stops the server itself, in order. When dev is killed (SIGKILL) the
+kernel sends the server SIGTERM, so no orphan keeps the port.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -71,6 +74,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when dev dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class ServerProcess:
     """One run of the agent server; output goes to `log` (appended), read back for the error of a failed start."""
 
@@ -80,7 +89,7 @@ class ServerProcess:
         with log.open("ab") as out:
             self.process = subprocess.Popen(list(command), env=dict(env), cwd=cwd, stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=_die_with_parent)
 
     @property
     def pid(self) -> int:

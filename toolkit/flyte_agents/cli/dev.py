@@ -2,8 +2,11 @@
 every save; everything back as it was on Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from ..errors import UserError
 from ..workflows.project import load
 from .target import Session, target_options
 
@@ -14,22 +17,31 @@ from .target import Session, target_options
               "PATH).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port of the local server (default: a free one).")
 @click.option("--host-address", help="The address at which the cluster reaches this machine (default: detected).")
-def dev(python, port, host_address, **kw) -> None:
+@click.option("--config-file", type=click.Path(path_type=Path), help="Propeller runs on this machine (flytectl demo "
+              "start --dev) from this config file: write the routing there, endpoint on 127.0.0.1.")
+def dev(python, port, host_address, config_file, **kw) -> None:
     """Serve one service's agent from source on this machine and route its task types to it until Ctrl-C."""
+    from ..flyte.versions import FlyteVersion
     from ..workflows import dev as wf  # the clients it brings load only when the command runs
 
     project = load(kw["project_file"])
     service = wf.pick_service(project, kw["service_ids"])
     source = wf.source_of(project, service)
+    if config_file is not None and (kw["sandbox"] or kw["context"] or host_address):
+        raise UserError("--config-file is propeller on this machine: drop --sandbox, --context and --host-address")
+    if config_file is None and not (kw["sandbox"] or kw["context"]):
+        raise UserError("say where propeller runs: --sandbox, --context C, or --config-file F (propeller on this "
+                        "machine)")
     python = python or wf.interpreter()
     wf.check_local(python, port)
-
-    def connect():
+    options = wf.Options(python, port, host_address, kw["builtin"])
+    if config_file is not None:
+        version = FlyteVersion.parse(kw["flyte_version"]) if kw["flyte_version"] else None
+        target = wf.FileTarget(project, service, config_file, version, click.echo)
+    else:
         session = Session({**kw, "service_ids": (service.id,)})
-        return session.cluster, session.kube, session.helm
-
+        target = wf.ClusterTarget(project, service, session.cluster, session.kube, session.helm, options, click.echo)
     click.echo(f"dev {service.id}: {', '.join(source.modules)} from {source.context} with {python}")
-    result = wf.run(project, service, source, connect, wf.Options(python, port, host_address, kw["builtin"]),
-                    click.echo)
+    result = wf.run(source, target, options, click.echo)
     click.echo(f"dev {service.id} stopped after {result.seconds:.0f}s and {max(result.reloads - 1, 0)} reload(s); "
                "routing and cluster objects are as before")

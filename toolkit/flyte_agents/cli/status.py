@@ -14,14 +14,16 @@ def status(**kw) -> None:
     from rich.table import Table
 
     from ..workflows import deploy as dp
+    from ..workflows.dev import dev_status
     from .output import stdout
 
     plan = dp.plan(session.project, session.cluster, session.kube, session.helm, session.docker(),
                    session.services, session.options())
     rows = dp.status(plan, session.kube)
+    dev = dev_status(session.kube, session.cluster.target.namespace)
     if session.json:
         echo_json({"cluster": session.cluster.to_dict(), "services": [r.to_dict() for r in rows],
-                    "routing_drift": plan.routing_changes})
+                    "routing_drift": plan.routing_changes, "dev": [d.to_dict() for d in dev]})
         return
     table = Table("service", "env", "release", "rev", "status", "image", "ready", "endpoint", "routed", "drift",
                   box=None)
@@ -29,5 +31,7 @@ def status(**kw) -> None:
         table.add_row(row.service, row.environment, row.release, str(row.revision or "-"), row.status, row.image,
                       row.ready, row.endpoint, ", ".join(row.routed) or "-", "; ".join(row.drift) or "none")
     stdout().print(table)
+    for mode in dev:
+        click.echo(mode.line)
     if plan.routing_changes:
         session.err.print("[yellow]routing drift:[/] propeller's config differs from the project file: run deploy")

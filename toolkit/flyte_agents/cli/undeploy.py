@@ -16,7 +16,10 @@ def undeploy(dry_run, helm_timeout, **kw) -> None:
     """Uninstall the services' releases and remove exactly the routing flyte-agents added."""
     session = Session(kw)
     from ..workflows import deploy as dp
+    from ..workflows.dev import clean_leftovers
 
+    if not dry_run:  # what a killed `dev` left (its routing key, Service, Endpoints) goes first
+        clean_leftovers(session.kube, session.cluster, list(session.services), session.progress)
     result = dp.undeploy(session.project, session.cluster, session.kube, session.helm, session.services,
                          session.options(helm_timeout=helm_timeout), dry_run, session.progress)
     if session.json:

@@ -12,6 +12,8 @@ record a dev run leaves in the cluster so that a second run, `status` and `undep
   `k8s://NAME.NAMESPACE:PORT`; propeller's k8s resolver dials the Endpoints' IPs on the URL's port, so the local
   server listens on that port. Kubernetes refuses loopback and link-local Endpoints IPs (API validation), so the
   host address must be one this machine owns on a real interface (see `pick_host_address`).
+* Propeller on this machine (`flytectl demo start --dev`, one config file): the routing is merged into that file,
+  endpoint 127.0.0.1; the object store is propeller's own storage section.
 * The record: a Lease named after the service in propeller's namespace, renewed while dev runs; its annotation
   holds the session (endpoint, task types, holder, and the routing key's value before dev wrote it), which is all
   a later run needs to undo a killed one.
@@ -25,8 +27,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from ..errors import UserError
+from .config import TOOLKIT_FILE, ConfigFile, PropellerConfig, lookup, lowercase_keys, merge_into
 from .endpoints import k8s_endpoint
+from .plan import plan_routing
+from .render import render_yaml
 from .services import AgentService
+from .versions import AGENT_PLUGIN, CONNECTOR_PLUGIN, FlyteVersion
 
 SESSION_ANNOTATION = "flyte-agents.dev/dev-session"
 DEV_LABEL = "flyte-agents.dev/dev-service"
@@ -220,3 +226,35 @@ def pick_host_address(override: str | None, gateway_ips: Sequence[str], toward_n
         return default_route, "this machine's address on its default route (the cluster's node is this machine)"
     raise UserError("cannot tell at which address the cluster reaches this machine (no Endpoints "
                     "flyte-sandbox-local, no usable route to the node): pass --host-address")
+
+
+# ------------------------------------------------------------------------------------------------ propeller's own file
+
+def version_of_config(merged: dict) -> FlyteVersion | None:
+    """The plugin generation a single-binary config enables: connector-service means 1.16, agent-service 1.15."""
+    enabled = {str(p).strip().lower() for p in (lookup(merged, "tasks", "task-plugins", "enabled-plugins") or [])}
+    plugins = lookup(merged, "plugins") or {}
+    for plugin, version in ((CONNECTOR_PLUGIN, FlyteVersion(1, 16)), (AGENT_PLUGIN, FlyteVersion(1, 15))):
+        if plugin in enabled or (isinstance(plugins, dict) and plugin in plugins):
+            return version
+    return None
+
+
+def object_store_of_config(merged: dict) -> dict[str, str]:
+    """FLYTE_AWS_* from propeller's storage section (stow s3 config, or the older `connection` form)."""
+    stow = lookup(merged, "storage", "stow", "config") or {}
+    connection = lookup(merged, "storage", "connection") or {}
+    pairs = (("FLYTE_AWS_ENDPOINT", stow.get("endpoint"), connection.get("endpoint")),
+             ("FLYTE_AWS_ACCESS_KEY_ID", stow.get("access_key_id"), connection.get("access-key")),
+             ("FLYTE_AWS_SECRET_ACCESS_KEY", stow.get("secret_key"), connection.get("secret-key")))
+    return {key: str(a or b) for key, a, b in pairs if a or b}
+
+
+def route_into_file(name: str, text: str, version: FlyteVersion, services: Sequence[AgentService]) -> str:
+    """The config file with the routing merged in: the plan's file as if loaded after it (viper's merge), written
+    into the file itself, since a single binary reads one file. Keys come out lowercased, as propeller reads them."""
+    config = PropellerConfig((ConfigFile(name, text),))
+    plan = plan_routing(config, version, services, TOOLKIT_FILE)
+    merged = lowercase_keys(ConfigFile(name, text).document())
+    merge_into(merged, lowercase_keys(plan.content), {}, TOOLKIT_FILE)
+    return render_yaml(merged)

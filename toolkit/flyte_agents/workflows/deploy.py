@@ -174,14 +174,19 @@ class DeployResult:
 
 def service_values(project: Project, service: ServiceConfig, cluster: Cluster, image_ref: str) -> dict:
     """values files (Helm's merge: maps merge, lists replace), the sandbox overlay, then what the toolkit decides."""
-    merged: dict = {}
-    files = service.values + (service.sandbox_values if cluster.sandbox else ())
-    for path in files:
-        merged = pt.helm_merge(merged, load_values(path))
+    merged = merged_values(project, service, cluster.sandbox)
     repository, _, tag = image_ref.rpartition(":")
     toolkit = {"image": {"repository": repository, "tag": tag},
                "agent": {"serve": serve_command(cluster.version), "environment": service.environment}}
     return pt.helm_merge(merged, toolkit)
+
+
+def merged_values(project: Project, service: ServiceConfig, sandbox: bool) -> dict:
+    """The service's values files merged as Helm merges them (maps merge, lists replace), sandbox overlay last."""
+    merged: dict = {}
+    for path in service.values + (service.sandbox_values if sandbox else ()):
+        merged = pt.helm_merge(merged, load_values(path))
+    return merged
 
 
 def grpc_port(values: dict) -> int:

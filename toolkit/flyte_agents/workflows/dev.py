@@ -35,8 +35,10 @@ from ..adapters.helm import Helm
 from ..adapters.kube import Kube, LeaseInfo
 from ..errors import FlyteAgentsError, Interrupted, UserError
 from ..flyte import dev as core
+from ..flyte.config import ConfigFile, PropellerConfig
 from ..flyte.serving import discover_task_types, serve_command
 from ..flyte.services import AgentService
+from ..flyte.versions import FlyteVersion
 from ..kubeobjects import BACKUP_ANNOTATION, ConfigMapState
 from . import deploy as dp
 from . import routing
@@ -202,6 +204,7 @@ class ClusterTarget:
         self.options, self.say = options, say
         self.namespace = cluster.target.namespace
         self.name = core.object_name(service.id)
+        self.version = cluster.version
         self.session: core.DevSession | None = None
         self._renewing = threading.Event()
 
@@ -245,8 +248,7 @@ class ClusterTarget:
 
     def pod_view(self) -> tuple[core.PodView, dict[str, str], dict[str, str]]:
         """The pod's env and secret files, and the built-in agent's object store as this machine reaches it."""
-        values = dp.service_values(self.project, self.service, self.cluster, "dev:local")
-        view = core.pod_view(values)
+        view = core.pod_view(dp.merged_values(self.project, self.service, self.cluster.sandbox))
         secrets = dict(view.secrets)
         if view.existing_secret:
             found = self.kube.secret_data(self.cluster.namespace, view.existing_secret)
@@ -264,7 +266,7 @@ class ClusterTarget:
             self.say(f"note: env {', '.join(view.skipped)} come from the cluster (valueFrom) and are not set locally")
         return view, secrets, store
 
-    def route(self, task_types: tuple[str, ...]) -> routing.RoutingResult:
+    def route(self, task_types: tuple[str, ...]) -> str:
         assert self.session is not None
         host, _, port = self.session.address.rpartition(":")
         self.kube.create_host_service(self.namespace, self.name, host, int(port), {core.DEV_LABEL: self.service.id})
@@ -276,9 +278,11 @@ class ClusterTarget:
             f"{self.namespace}/{target.write_config_map}", target.file_name, before.data.get(target.file_name),
             BACKUP_ANNOTATION in before.annotations), task_types=dev.task_types)
         self.kube.renew_lease(self.namespace, self.name, {core.SESSION_ANNOTATION: self.session.to_json()})
-        return routing.apply_routing(self.kube, core.dev_routing(routed, dev), namespace=self.namespace,
-                                     flavor=target.flavor, version=self.cluster.version,
-                                     timeout=self.options.rollout_timeout)
+        result = routing.apply_routing(self.kube, core.dev_routing(routed, dev), namespace=self.namespace,
+                                       flavor=target.flavor, version=self.cluster.version,
+                                       timeout=self.options.rollout_timeout)
+        return (f"routing: {', '.join(dev.task_types) or 'default'} -> {dev.endpoint} ({self.session.address}); "
+                f"propeller: {result.rollout}")
 
     def dev_service(self, task_types: tuple[str, ...]) -> tuple[AgentService, list[AgentService]]:
         """This service as deploy would route it, with the dev endpoint; and deploy's routing of the cluster."""
@@ -295,6 +299,82 @@ class ClusterTarget:
         types = self.service.task_types or task_types or deployed.task_types
         return replace(deployed, endpoint=self.session.endpoint, task_types=types,
                        sync_task_types=tuple(t for t in deployed.sync_task_types if t in types)), routed
+
+
+class FileTarget:
+    """Propeller on this machine reading one config file: the routing goes into the file, its bytes are kept
+    beside it (FILE.flyte-agents-dev.orig) with the session (FILE.flyte-agents-dev.json), the marker of a run."""
+
+    def __init__(self, project: Project, service: ServiceConfig, path: Path, version: FlyteVersion | None,
+                 say: Say) -> None:
+        self.project, self.service, self.path, self.say = project, service, path, say
+        self.original = path.with_name(path.name + ".flyte-agents-dev.orig")
+        self.marker = path.with_name(path.name + ".flyte-agents-dev.json")
+        merged = self._config().merged()
+        found = version or core.version_of_config(merged)
+        if found is None:
+            raise UserError(f"--config-file {path} enables neither connector-service nor agent-service: pass "
+                            "--flyte-version")
+        self.version = found
+        self.session: core.DevSession | None = None
+
+    def _config(self) -> PropellerConfig:
+        try:
+            text = self.path.read_text()
+        except OSError as err:
+            raise UserError(f"--config-file {self.path}: {err.strerror or err}: pass propeller's config file") \
+                from None
+        return PropellerConfig((ConfigFile(self.path.name, text, str(self.path)),))
+
+    def claim(self, port: int) -> core.DevSession:
+        if self.marker.exists():
+            left = core.DevSession.from_json(self.marker.read_text())
+            if left.host == socket.gethostname() and local.pid_alive(left.pid):
+                raise UserError(f"dev for {left.service} is running on {self.path} (pid {left.pid}): stop it with "
+                                "Ctrl-C first")
+            self.say(f"cleaning what a stopped dev (pid {left.pid}) left in {self.path}")
+            self._restore()
+        self.session = core.DevSession(self.service.id, core.local_endpoint(port), f"127.0.0.1:{port}", (),
+                                       holder(), _now())
+        self.marker.write_text(self.session.to_json())
+        return self.session
+
+    def pod_view(self) -> tuple[core.PodView, dict[str, str], dict[str, str]]:
+        view = core.pod_view(dp.merged_values(self.project, self.service, sandbox=True))
+        if view.existing_secret:
+            self.say(f"note: secrets.existingSecret {view.existing_secret} lives in a cluster; only secrets.data "
+                     "is visible to the local server")
+        return view, dict(view.secrets), core.object_store_of_config(self._config().merged())
+
+    def route(self, task_types: tuple[str, ...]) -> str:
+        assert self.session is not None
+        service = self.service
+        dev = AgentService(service.id, self.session.endpoint, service.task_types or task_types, service.sync,
+                           False, True, service.timeout)
+        self.session = replace(self.session, task_types=dev.task_types)
+        self.marker.write_text(self.session.to_json())
+        original = self.path.read_bytes()
+        self.original.write_bytes(original)
+        routed = core.route_into_file(self.path.name, original.decode(), self.version, [dev])
+        _write_atomically(self.path, routed.encode())
+        return (f"routing: {', '.join(dev.task_types)} -> {dev.endpoint} written into {self.path}; restart propeller "
+                "(flyte start) to load it")
+
+    def release(self) -> None:
+        if self.session is not None:
+            self._restore()
+
+    def _restore(self) -> None:
+        if self.original.exists():
+            _write_atomically(self.path, self.original.read_bytes())
+            self.original.unlink()
+        self.marker.unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".flyte-agents-dev.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
 
 
 def holder() -> str:
@@ -314,6 +394,33 @@ def sessions(kube: Kube, namespace: str) -> list[tuple[core.DevSession, bool]]:
             session = core.DevSession.from_json(raw)
             found.append((session, _stale(lease, session)))
     return found
+
+
+@dataclass(frozen=True)
+class DevStatus:
+    """A service in dev mode, for `status`."""
+
+    session: core.DevSession
+    stale: bool
+
+    @property
+    def line(self) -> str:
+        s = self.session
+        where = f"{s.endpoint} ({s.address})"
+        if self.stale:
+            return (f"dev mode: {s.service} -> {where} was left by a stopped dev (pid {s.pid} on {s.host}): run "
+                    f"`flyte-agents dev --service {s.service}` or `flyte-agents undeploy` to clean it")
+        return (f"dev mode: {s.service} routes {', '.join(s.task_types) or 'nothing yet'} to {where}, pid {s.pid} "
+                f"on {s.host} since {s.started}")
+
+    def to_dict(self) -> dict:
+        s = self.session
+        return {"service": s.service, "endpoint": s.endpoint, "address": s.address, "task_types": list(s.task_types),
+                "holder": s.holder, "started": s.started, "stale": self.stale}
+
+
+def dev_status(kube: Kube, namespace: str) -> list[DevStatus]:
+    return [DevStatus(session, stale) for session, stale in sessions(kube, namespace)]
 
 
 def _stale(lease: LeaseInfo, session: core.DevSession) -> bool:
@@ -361,41 +468,36 @@ class RunResult:
     seconds: float
 
 
-def run(project: Project, service: ServiceConfig, source: Source, connect: Callable[[], tuple[Cluster, Kube, Helm]],
-        options: Options, say: Say) -> RunResult:
+def run(source: Source, target: ClusterTarget | FileTarget, options: Options, say: Say) -> RunResult:
     """Serve, route and reload until Ctrl-C or SIGTERM; leave everything as it was."""
     started = time.monotonic()
-    cluster, kube, helm = connect()
-    target = ClusterTarget(project, service, cluster, kube, helm, options, say)
     port = options.port or local.free_port()
     workdir = Path(tempfile.mkdtemp(prefix="flyte-agents-dev-"))
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and SIGTERM alike, also when started with SIGINT ignored (a background job of a script)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     server: Server | None = None
     try:
-        session = target.claim(port)
+        target.claim(port)
         view, secrets, store = target.pod_view()
         env = server_env(source, view, secrets, store, workdir)
-        server = Server(source, options.python, serve_command(cluster.version), port, env, workdir, say)
+        server = Server(source, options.python, serve_command(target.version), port, env, workdir, say)
         found = server.start()
         if found is None:
             raise UserError("the agent server does not start (its error is above): fix it and run dev again")
         served = discover_task_types([[(t, a.sync) for a in found.agents for t in a.task_types]])
-        result = target.route(served.task_types)
-        assert target.session is not None
-        say(f"routing: {', '.join(target.session.task_types) or 'default'} -> {session.endpoint} "
-            f"({target.session.address}); propeller: {result.rollout}")
-        stop = threading.Event()
-        watch(source, server.start, stop)
+        say(target.route(served.task_types))
+        watch(source, server.start, threading.Event())
     except KeyboardInterrupt:
         say("stopping: Ctrl-C or SIGTERM")
     finally:
         try:
             target.release()  # while the server still answers: propeller never routes to a stopped one
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted while restoring: run `flyte-agents dev --service {service.id}` or "
-                              "`flyte-agents undeploy` to finish the clean-up") from None
+            raise Interrupted(f"interrupted while restoring: run `flyte-agents dev` (or `undeploy`) again to finish "
+                              "the clean-up") from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if server is not None:
                 server.stop()
     return RunResult(server.reloads if server else 0, time.monotonic() - started)
