@@ -14,24 +14,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_bench  # noqa: E402
 import deploy_bench  # noqa: E402
+import input_bench  # noqa: E402
 from common import REPO, print_table  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["deploy", "build"])
+    parser.add_argument("--only", choices=["deploy", "build", "inputs"])
     deploy_bench.add_arguments(parser)
     build_bench.add_arguments(parser)
+    input_bench.add_arguments(parser)
     args = parser.parse_args()
     # Byte-compile the toolkit as a regular `pip install` does: with PYTHONDONTWRITEBYTECODE set (as on some CI
     # machines) an editable install would otherwise compile every module of ours on every CLI start.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "toolkit")], check=True)
     rows, goals = [], []
-    if args.only != "build":
+    if args.only in (None, "deploy"):
         rows += deploy_bench.measure(args)
         goals = deploy_bench.goals(rows)
-    if args.only != "deploy":
+    if args.only in (None, "build"):
         rows += build_bench.measure(args)
+    if args.only in (None, "inputs"):
+        input_rows = input_bench.measure(args)
+        rows += input_rows
+        goals += input_bench.goals(input_rows)
     print_table(rows)
     if goals:
         print("\ngoals:\n" + "\n".join(f"  {line}" for line in goals))

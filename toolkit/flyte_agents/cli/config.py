@@ -17,19 +17,20 @@ Services come from `--service` specs and/or a `--services` YAML file:
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import click
 
 from .. import userfiles
 from ..errors import LintFailed, UserError
-from ..flyte import propeller_target as pt
-from ..flyte.lint import LintFinding, lint
-from ..flyte.plan import RoutingPlan, plan_routing
-from ..flyte.render import render_yaml
-from ..flyte.services import AgentService, validate_services
-from ..flyte.versions import DEFAULT_TIMEOUT, FlyteVersion
 from . import params
+
+if TYPE_CHECKING:  # the Flyte core is imported by the commands that run, not by --help
+    from ..flyte import propeller_target as pt
+    from ..flyte.lint import LintFinding
+    from ..flyte.plan import RoutingPlan
+    from ..flyte.services import AgentService
+    from ..flyte.versions import FlyteVersion
 
 OFFLINE_OUTPUTS = ("yaml", "json", "diff", "values")
 SERVICE_FIELDS = {"id": "id", "endpoint": "endpoint", "tasktypes": "task_types", "task_types": "task_types",
@@ -51,6 +52,9 @@ def _bool(value: Any, what: str) -> bool:
 
 
 def service_from_mapping(raw: Any, where: str) -> AgentService:
+    from ..flyte.services import AgentService
+    from ..flyte.versions import DEFAULT_TIMEOUT
+
     if not isinstance(raw, dict):
         raise UserError(f"{where} is not a map: give id, endpoint and taskTypes")
     fields: dict[str, Any] = {}
@@ -93,6 +97,8 @@ def parse_service_spec(spec: str) -> AgentService:
 
 
 def load_services(specs: Sequence[str], services_file: str | None, required: bool = True) -> list[AgentService]:
+    from ..flyte.services import validate_services
+
     services = [parse_service_spec(s) for s in specs]
     if services_file:
         doc = userfiles.load_yaml(services_file, "--services")
@@ -121,6 +127,8 @@ def _echo_findings(findings: Sequence[LintFinding]) -> None:
 
 def _offline(sources: Sequence[str], version: FlyteVersion | None, flavor_text: str | None
              ) -> tuple[pt.OfflineInput, FlyteVersion]:
+    from ..flyte import propeller_target as pt
+
     if not sources:
         raise UserError("--from is required: pass propeller's ConfigMap manifests, config files or a values file")
     flavor = pt.parse_flavor(flavor_text)
@@ -135,6 +143,8 @@ def _offline(sources: Sequence[str], version: FlyteVersion | None, flavor_text: 
 
 
 def _render(sources, flyte_version, flavor_text, service_specs, services_file, output) -> None:
+    from ..flyte.plan import plan_routing
+
     output = _check_output(output, OFFLINE_OUTPUTS)
     services = load_services(service_specs, services_file)
     offline, version = _offline(sources, flyte_version, flavor_text)
@@ -148,6 +158,9 @@ def _render(sources, flyte_version, flavor_text, service_specs, services_file, o
 
 
 def _render_text(plan: RoutingPlan, offline: pt.OfflineInput, output: str) -> str:
+    from ..flyte import propeller_target as pt
+    from ..flyte.render import render_yaml
+
     no_change = "# no change: propeller already routes these services\n"
     if output == "diff":
         return plan.effective_diff() or no_change
@@ -219,6 +232,8 @@ def lint_command(sources, flyte_version, flavor_text, service_specs, services_fi
         raise UserError(f"--fail-on {fail_on!r} is unknown: use {', '.join(FAIL_ON)}")
     services = load_services(service_specs, services_file, required=False)
     offline, version = _offline(sources, flyte_version, flavor_text)
+    from ..flyte.lint import lint
+
     findings = lint(offline.config, version, services)
     if output == "json":
         click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
@@ -289,6 +304,7 @@ def _connect(kubeconfig, context):
 def apply(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout, flyte_version, service_specs,
           services_file) -> None:
     """Write the routing into propeller's config in a cluster, restart propeller if needed, wait for it."""
+    from ..flyte import propeller_target as pt
     from ..workflows.routing import apply_routing
 
     output = _check_output(output, ("text", "json"))
@@ -307,6 +323,7 @@ def apply(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout,
 @_cluster_options
 def remove(context, kubeconfig, namespace, flavor_text, dry_run, output, timeout) -> None:
     """Restore propeller's config exactly as it was before `apply`, restarting propeller if that changes it."""
+    from ..flyte import propeller_target as pt
     from ..workflows.routing import remove_routing
 
     output = _check_output(output, ("text", "json"))

@@ -5,10 +5,14 @@ from pathlib import Path
 
 import click
 
+from typing import TYPE_CHECKING
+
 from ..errors import ConformanceFailed, UserError
-from ..flyte.conformance import Report, Status
 from .params import ENDPOINT, SECONDS
 from .target import OUTPUTS, Session, echo_json, target_options
+
+if TYPE_CHECKING:
+    from ..flyte.conformance import Report
 
 EXAMPLES = """\b
 Examples:
@@ -19,7 +23,6 @@ Examples:
 \b
 Exit codes: 0 every check passed (WARN included), 16 a check failed, 13 nothing answers at the endpoint,
 14 it is not a gRPC server, 15 TLS on a plaintext port (or plaintext to a TLS port), 2 bad input."""
-COLORS = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.SKIP: "dim"}
 
 
 @click.command("conformance", epilog=EXAMPLES)
@@ -47,6 +50,7 @@ def conformance(endpoint, task_specs, wait, tls, output_prefix, junit_file, **kw
     from rich.console import Console
     from rich.markup import escape
 
+    from ..flyte.conformance import Status
     from ..workflows import conformance as wf
 
     files = wf.load_task_files(task_specs)
@@ -96,11 +100,13 @@ def _table(report: Report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..flyte.conformance import Status
     from .output import stdout
 
+    colors = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.SKIP: "dim"}
     table = Table("check", "subject", "result", "sent", "got", "propeller, when it fails", box=None)
     for row in report.rows:
-        color = COLORS[row.status]
+        color = colors[row.status]
         table.add_row(row.check, row.subject, f"[{color}]{row.status.value}[/]", escape(row.sent), escape(row.got),
                       escape(row.consequence))
     stdout().print(table)

@@ -4,12 +4,14 @@ as `error: ...`, exit 2)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import UserError
-from ..flyte.versions import FlyteVersion
+
+if TYPE_CHECKING:
+    from ..flyte.versions import FlyteVersion
 
 # Go's time.ParseDuration, which helm's --timeout uses: a sequence of decimal numbers with units, or 0.
 _GO_DURATION = re.compile(r"0|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
@@ -57,6 +59,8 @@ class Version(click.ParamType):
     name = "version"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> FlyteVersion | None:
+        from ..flyte.versions import FlyteVersion
+
         if value is None or isinstance(value, FlyteVersion) or value == "auto":
             return value if value != "auto" else None
         if not _VERSION.fullmatch(str(value).strip()):

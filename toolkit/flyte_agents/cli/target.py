@@ -15,13 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from ..adapters import kubeconfig as kubeconfigs
-from ..adapters.helm import find_binary
 from ..errors import UserError
-from ..flyte import propeller_target as pt
-from ..imageref import validate_registry
-from ..workflows import sandbox as sb
-from ..workflows.project import BUILTIN_MODES, load
 from .params import NAMESPACE, VERSION
 
 if TYPE_CHECKING:
@@ -52,9 +46,9 @@ def target_options(fn: Callable) -> Callable:
                      help="Flyte version, when the cluster does not tell (e.g. 1.16)."),
         click.option("--registry", help="Registry images are pushed to and pulled from (sandbox: localhost:30000)."),
         click.option("--helm", "helm_binary", help="helm 3 or 4 binary (default: $FA_HELM, then helm on PATH)."),
-        click.option("--builtin", type=click.Choice(BUILTIN_MODES), help="Sandbox: keep the built-in "
-                     "flyteagent/flyteconnector as propeller's default, or replace it with the project's default "
-                     "service (default: the project's sandbox.builtin)."),
+        click.option("--builtin", help="Sandbox: keep the built-in flyteagent/flyteconnector as propeller's "
+                     "default, or replace it with the project's default service (default: the project's "
+                     "sandbox.builtin)."),
         click.option("--output", "-o", default="table", show_default=True, help="table or json (stdout)."),
     ]
     for option in reversed(options):
@@ -66,9 +60,19 @@ class Session:
     """The parsed command line and the connections it implies, opened once per command."""
 
     def __init__(self, kw: dict[str, Any]) -> None:
+        # The project loader and the cluster workflows load the Flyte core; --help and option errors do not.
+        from ..adapters import kubeconfig as kubeconfigs
+        from ..adapters.helm import find_binary
+        from ..flyte import propeller_target as pt
+        from ..imageref import validate_registry
+        from ..workflows import sandbox as sb
+        from ..workflows.project import BUILTIN_MODES, load
+
         self.kw = kw
         if kw["output"] not in OUTPUTS:
             raise UserError(f"--output {kw['output']!r} is unknown: use table or json")
+        if kw["builtin"] not in (None, *BUILTIN_MODES):
+            raise UserError(f"--builtin {kw['builtin']!r} is unknown: use {' or '.join(BUILTIN_MODES)}")
         self.project = load(kw["project_file"])
         self.services = self.project.select(kw["environment"], kw["service_ids"])
         if kw["sandbox"] and kw["context"]:
