@@ -34,8 +34,8 @@ class Run:
     peak_rss_mb: float  # the process's own high-water mark (VmHWM), children such as helm not included
 
 
-def run(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Run:
-    """Run argv to completion, exit on failure. The peak RSS is polled from /proc: VmHWM only ever grows, so
+def run(argv: list[str], env: dict | None = None, cwd: Path | None = None, expect: int = 0) -> Run:
+    """Run argv to completion, exit unless it exits `expect` (a bad input's 2, say). The peak RSS is polled from /proc: VmHWM only ever grows, so
     the last reading before exit is the peak up to a few milliseconds."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
@@ -46,7 +46,7 @@ def run(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Ru
     stdout, stderr = proc.communicate()
     elapsed = time.perf_counter() - started
     poller.join()
-    if proc.returncode != 0:
+    if proc.returncode != expect:
         sys.exit(f"bench: {' '.join(map(str, argv[:5]))}… failed ({proc.returncode}):\n{stderr[-3000:]}")
     return Run(elapsed, stdout, stderr, peak[0])
 

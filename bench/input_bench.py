@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Input bench (issue 12): the CLI's peak memory on inputs under 1 MB, and `flyte-agents SUB --help` per command.
 
-Memory cases, each a fresh process (peak RSS from /proc, as common.run measures it), exit code as expected:
+Memory cases, each a fresh process (common.run: peak RSS from /proc), with the exit code each must have:
 an alias bomb (a few hundred bytes) as project file and as --from config, a 0.9 MB values file a deploy reads
 before it connects (to a cluster that does not answer), a 0.9 MB --from config rendered for real, a 0.9 MB
 kubeconfig. Goals: at most 200 MB each; every subcommand's --help at most 0.15 s (median).
@@ -9,19 +9,16 @@ kubeconfig. Goals: at most 200 MB each; every subcommand's --help at most 0.15 s
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Row, _poll_hwm  # noqa: E402
+from common import REPO, Row, run  # noqa: E402
 
 CLI = str(Path(sys.executable).with_name("flyte-agents"))
 MB_LIMIT = 200
@@ -33,22 +30,6 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--help-rounds", type=int, default=9)
     parser.add_argument("--memory-rounds", type=int, default=3)
-
-
-def run(argv: list[str], cwd: Path, env: dict[str, str], expect: int) -> tuple[float, float]:
-    """(seconds, peak RSS MB) of one run; exits the bench when the exit code is not the expected one."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **env})
-    peak = [0.0]
-    poller = threading.Thread(target=_poll_hwm, args=(proc, peak), daemon=True)
-    poller.start()
-    _, stderr = proc.communicate()
-    elapsed = time.perf_counter() - started
-    poller.join()
-    if proc.returncode != expect:
-        sys.exit(f"bench: {' '.join(argv[1:4])}… exited {proc.returncode}, not {expect}:\n{stderr[-2000:]}")
-    return elapsed, peak[0]
 
 
 def workspace(root: Path) -> dict[str, str]:
@@ -99,13 +80,13 @@ def measure(args: argparse.Namespace) -> list[Row]:
         root = Path(scratch)
         env = workspace(root)
         for case, argv, expect in MEMORY_CASES:
-            peaks = [run([CLI, *argv], root, env, expect)[1] for _ in range(args.memory_rounds)]
+            peaks = [run([CLI, *argv], env, root, expect).peak_rss_mb for _ in range(args.memory_rounds)]
             rows.append(Row(f"peak RSS: {case}", peaks, unit="MB", note=f"exit {expect}"))
         commands = subprocess.run([sys.executable, "-c", "from flyte_agents.cli.main import COMMANDS; "
                                    "print(' '.join(sorted(COMMANDS)))"], capture_output=True, text=True,
                                   check=True, cwd=REPO).stdout.split()
         for command in commands:
-            times = [run([CLI, command, "--help"], root, env, 0)[0] for _ in range(args.help_rounds)]
+            times = [run([CLI, command, "--help"], env, root).seconds for _ in range(args.help_rounds)]
             rows.append(Row(f"{command} --help", times))
     return rows
 
