@@ -29,11 +29,8 @@ def dev(python, port, host_address, config_file, **kw) -> None:
     source = wf.source_of(project, service)
     if config_file is not None and (kw["sandbox"] or kw["context"] or host_address):
         raise UserError("--config-file is propeller on this machine: drop --sandbox, --context and --host-address")
-    if config_file is None and not (kw["sandbox"] or kw["context"]):
-        raise UserError("say where propeller runs: --sandbox, --context C, or --config-file F (propeller on this "
-                        "machine)")
     python = python or wf.interpreter()
-    wf.check_local(python, port)
+    wf.check_local(python, port, host_address)
     options = wf.Options(python, port, host_address, kw["builtin"])
     if config_file is not None:
         version = FlyteVersion.parse(kw["flyte_version"]) if kw["flyte_version"] else None

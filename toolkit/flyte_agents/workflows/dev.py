@@ -102,7 +102,9 @@ def source_of(project: Project, service: ServiceConfig) -> Source:
     return Source(context, tuple(roots), tuple(modules))
 
 
-def check_local(python: str, port: int | None) -> None:
+def check_local(python: str, port: int | None, host_address: str | None = None) -> None:
+    if host_address:
+        core.pick_host_address(host_address, (), (), None)  # refuses an address Endpoints cannot carry
     problem = local.python_problem(python)
     if problem:
         raise UserError(f"--python {python} cannot run a flytekit agent server ({problem}): install "
@@ -481,6 +483,7 @@ def run(source: Source, target: ClusterTarget | FileTarget, options: Options, sa
         view, secrets, store = target.pod_view()
         env = server_env(source, view, secrets, store, workdir)
         server = Server(source, options.python, serve_command(target.version), port, env, workdir, say)
+        say(f"server log: {workdir / 'server.log'}")
         found = server.start()
         if found is None:
             raise UserError("the agent server does not start (its error is above): fix it and run dev again")
