@@ -91,6 +91,14 @@ def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconf
         from flyte_agents.adapters.grpc import probe
 
         assert "Flyte Agents Demo v2" in {a.name for a in probe(f"127.0.0.1:{port}").agents}
+
+        # a save that breaks the agent: its error is shown and dev keeps watching; the fix serves again
+        edit(agent_py, "class DemoAgent(AsyncBase):", "class DemoAgent(AsyncBase)")
+        dev.wait_for(r"^reload 2: the server failed after [0-9.]+s; fix the source, dev reloads on save:$")
+        dev.wait_for(r"SyntaxError")
+        edit(agent_py, "class DemoAgent(AsyncBase)", "class DemoAgent(AsyncBase):")
+        assert dev.serving().group(1) == "reload 3"
+        assert propeller.poll() is None
     finally:
         code = dev.stop(signal.SIGINT)
         if propeller is not None:

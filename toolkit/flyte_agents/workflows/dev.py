@@ -18,6 +18,7 @@ With --config-file (propeller on this machine, `flytectl demo start --dev`), the
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -503,6 +504,7 @@ def run(source: Source, target: ClusterTarget | FileTarget, options: Options, sa
                 signal.signal(sig, handler)
             if server is not None:
                 server.stop()
+            shutil.rmtree(workdir / "secrets", ignore_errors=True)  # the log stays, for a look after the run
     return RunResult(server.reloads if server else 0, time.monotonic() - started)
 
 
