@@ -13,17 +13,7 @@ trap 'rm -rf "$work"' EXIT
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
 cd "$work"
-gomod=$(go mod download -json "$module@$ver" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
-{
-  echo "module throwaway"
-  echo "go $(sed -n 's/^go //p' "$gomod")"
-  echo "require $module $ver"
-  echo "replace ("
-  # Local replaces point at the published sibling modules; the others are copied (a dependency's replaces are
-  # ignored by Go, so the build would otherwise resolve different versions than flytepropeller is tested with).
-  sed -n '/^replace (/,/^)/{/=>/p}' "$gomod" | sed 's#^\s*\([^ ]*\) => \.\.\?/[^ ]*$#\1 => \1 '"$ver"'#'
-  echo ")"
-} > go.mod
+"$here/go-throwaway-mod.sh" "$module" "$ver" "$ver" > go.mod
 cp "$here/propeller/main.go" .
 go get "$module/cmd/controller/cmd@$ver" "$module/cmd/kubectl-flyte@$ver" \
   github.com/flyteorg/flyte/flyteplugins/go/tasks/plugins/{array/k8s,k8s/pod,testing}@"$ver"

@@ -10,16 +10,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
+here=$(cd "$(dirname "$0")" && pwd)
 cd "$work"
-gomod=$(go mod download -json "$module@$ver" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
-{
-  echo "module throwaway"
-  echo "go $(sed -n 's/^go //p' "$gomod")"
-  echo "require $module $ver"
-  echo "replace ("
-  sed -n 's#^\s*\([^ /][^ ]*\) => \.\.\?/[^ ]*$#\t\1 => \1 '"$sibling_ver"'#p' "$gomod" | grep -v FORBIDDEN || true
-  echo ")"
-} > go.mod
+"$here/go-throwaway-mod.sh" "$module" "$ver" "$sibling_ver" > go.mod
 # `go get` of the command packages records the go.sum entries of everything they import.
 go get $(for arg in "$@"; do echo "${arg#*=}@$ver"; done)
 mkdir -p "$out.tmp"
