@@ -245,7 +245,9 @@ def _lint_deployments(plugin_view: PluginView, naming: Naming, version: FlyteVer
             findings.append(LintFinding(
                 "ambiguous-task-type", "info",
                 f"{len(all_deps)} deployments are polled and every flytekit server advertises "
-                f"{', '.join(shared)}: the last one polled (random order) serves them", fix))
+                f"{', '.join(shared)}: the last one polled serves them, and propeller polls {naming.default_key} "
+                f"first, then the entries of {naming.deployments_key} in random order, so an entry takes them from "
+                f"{naming.default_key}", fix))
     return findings
 
 
