@@ -1,11 +1,13 @@
 """`flyte-agents dev --config-file`: propeller on this machine (flytectl demo start --dev) reads one config file.
 
 Real components: the flytekit agent server dev starts from the project's source, and the real flytepropeller
-v1.16.8 (make env) started on the file dev wrote, against the kwok API server: its discovery log shows it reaching
-the local server. Bad input: one line naming the fix, the file untouched. No fakes.
+v1.16.8 (make env) started on the file dev wrote, against the kwok API server, running flyte_agents_demo tasks
+(hack/executions.py: compiled by kubectl-flyte, in a namespace of the test's own) on the local server before and
+after a save. Bad input: one line naming the fix, the file untouched. No fakes.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import signal
@@ -20,26 +22,30 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
-from tests.integration.build_support import run_cli
+from tests.integration.build_support import REPO, run_cli
 from tests.integration.dev_support import Dev, edit, project_copy
 
 pytestmark = [pytest.mark.kube, pytest.mark.agent, pytest.mark.timeout(600)]
 
 DEMO = "flyte_agents_demo"
+sys.path.insert(0, str(REPO / "hack"))  # test infrastructure, not a package
+executions = importlib.import_module("executions")
+propeller_pod = importlib.import_module("propeller_pod")
 DISCOVERY = re.compile(r"\[([^\]\s]+)\] supports the following task types: \[([^\]]*)\]")
 
 
-def propeller_config(tmp_path: Path, kubeconfig: str) -> Path:
+def propeller_config(tmp_path: Path, kubeconfig: str, namespace: str = "") -> Path:
     """A single binary's config file as `flyte start` would read it, with this machine's keys (no flyteadmin)."""
     doc = {
         "propeller": {"kube-config": kubeconfig, "create-flyteworkflow-crd": True,
-                      "limit-namespace": f"fa-dev-{uuid.uuid4().hex[:6]}", "prof-port": free_port(),
+                      "limit-namespace": namespace or f"fa-dev-{uuid.uuid4().hex[:6]}", "prof-port": free_port(),
                       "rawoutput-prefix": "file://data/raw", "metadata-prefix": "metadata/propeller"},
         "admin": {"endpoint": f"dns:///127.0.0.1:{free_port()}", "insecure": True},
         "event": {"type": "log"},
         "logger": {"level": 4},
-        "storage": {"type": "stow", "stow": {"kind": "local", "config": {"path": str(tmp_path / "storage")}},
-                    "container": "data"},
+        # the blob store hack/executions.py reads outputs from
+        "storage": {"type": "stow", "stow": {"kind": "local", "config": {"path": str(propeller_pod.STORAGE)}},
+                    "container": propeller_pod.STORAGE_CONTAINER},
         "catalog-cache": {"type": "noop"},
         "tasks": {"task-plugins": {"enabled-plugins": ["container", "sidecar", "k8s-array", "connector-service",
                                                        "echo"],
@@ -47,7 +53,7 @@ def propeller_config(tmp_path: Path, kubeconfig: str) -> Path:
                                                               "container_array": "k8s-array"}}},
         "plugins": {"connector-service": {"pollInterval": "2s"}},
     }
-    (tmp_path / "storage" / "data").mkdir(parents=True)
+    (propeller_pod.STORAGE / propeller_pod.STORAGE_CONTAINER).mkdir(parents=True, exist_ok=True)
     path = tmp_path / "flyte.yaml"
     path.write_text("# flyte start --config flyte.yaml\n" + yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -63,13 +69,19 @@ def discovery(log: Path, endpoint: str, timeout: float = 90) -> set[str]:
     raise AssertionError(f"propeller never discovered {endpoint}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconfig, propeller_tools):
+def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconfig, kube_api, namespace,
+                                                              propeller_tools):
     project, agent_py = project_copy(tmp_path)
-    config = propeller_config(tmp_path, kubeconfig)
+    config = propeller_config(tmp_path, kubeconfig, namespace)
+    context = yaml.safe_load(Path(kubeconfig).read_text())["current-context"]
+    runs = executions.Propeller(kube_api, propeller_tools.kubectl_flyte, kubeconfig, context, namespace)
+    sys.path.insert(0, str(agent_py.parent.parent))
+    import flyte_agents_demo
     original = config.read_bytes()
     dev = Dev("--project", str(project), "--config-file", str(config), "--python", sys.executable)
     propeller = None
     try:
+        log_of_server = Path(dev.wait_for(r"^server log: (\S+)$").group(1))
         port = dev.serving().group(3)
         dev.wait_for(rf"^routing: {DEMO} -> dns:///127\.0\.0\.1:{port} written into")
         routed = yaml.safe_load(config.read_text())
@@ -83,14 +95,22 @@ def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconf
         endpoint = f"dns:///127.0.0.1:{port}"
         assert DEMO in discovery(log, endpoint)
 
-        # a save restarts the server, never propeller
-        edit(agent_py, 'name = "Flyte Agents Demo"', 'name = "Flyte Agents Demo v2"')
+        # an execution of the demo type runs on the local server: its own log line names the job
+        first = runs.run(flyte_agents_demo.DemoTask(name="demo.greet"))
+        assert first.phase == "SUCCEEDED", first.message
+        greeting = first.outputs["greeting"]
+        assert greeting.startswith(f"hello from {socket.gethostname()} ("), greeting
+        job = greeting.rsplit("(", 1)[1].rstrip(")")
+        assert f"CreateTask demo.greet -> job {job} on {socket.gethostname()}" in log_of_server.read_text()
+
+        # a save restarts the server, never propeller; the next execution returns the new code's output
+        edit(agent_py, 'GREETING = "hello"', 'GREETING = "hello again"')
         reload = dev.serving()
         assert reload.group(1) == "reload 1" and reload.group(3) == port
         assert propeller.poll() is None
-        from flyte_agents.adapters.grpc import probe
-
-        assert "Flyte Agents Demo v2" in {a.name for a in probe(f"127.0.0.1:{port}").agents}
+        again = runs.run(flyte_agents_demo.DemoTask(name="demo.greet"))
+        assert again.phase == "SUCCEEDED", again.message
+        assert again.outputs["greeting"].startswith("hello again from "), again.outputs
 
         # a save that breaks the agent: its error is shown and dev keeps watching; the fix serves again
         edit(agent_py, "class DemoAgent(AsyncBase):", "class DemoAgent(AsyncBase)")
