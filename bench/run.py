@@ -14,14 +14,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_bench  # noqa: E402
 import deploy_bench  # noqa: E402
+import dev_bench  # noqa: E402
 import input_bench  # noqa: E402
 from common import REPO, print_table  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["deploy", "build", "inputs"])
+    parser.add_argument("--only", choices=["deploy", "dev", "build", "inputs"])
     deploy_bench.add_arguments(parser)
+    dev_bench.add_arguments(parser)
     build_bench.add_arguments(parser)
     input_bench.add_arguments(parser)
     args = parser.parse_args()
@@ -32,6 +34,10 @@ def main() -> None:
     if args.only in (None, "deploy"):
         rows += deploy_bench.measure(args)
         goals = deploy_bench.goals(rows)
+    if args.only in (None, "dev"):  # the code change through `flyte-agents dev`, beside the image-based one
+        dev_rows = dev_bench.measure(args)
+        rows += dev_rows
+        goals += dev_bench.goals(dev_rows)
     if args.only in (None, "build"):
         rows += build_bench.measure(args)
     if args.only in (None, "inputs"):

@@ -7,66 +7,22 @@ after a save. Bad input: one line naming the fix, the file untouched. No fakes.
 """
 from __future__ import annotations
 
-import importlib
-import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import free_port
-from tests.integration.build_support import REPO, run_cli
-from tests.integration.dev_support import Dev, edit, project_copy
+from tests.integration.build_support import run_cli
+from tests.integration.dev_support import (Dev, discovery, edit, executions, local_propeller, project_copy,
+                                           propeller_config)
 
 pytestmark = [pytest.mark.kube, pytest.mark.agent, pytest.mark.timeout(600)]
 
 DEMO = "flyte_agents_demo"
-sys.path.insert(0, str(REPO / "hack"))  # test infrastructure, not a package
-executions = importlib.import_module("executions")
-propeller_pod = importlib.import_module("propeller_pod")
-DISCOVERY = re.compile(r"\[([^\]\s]+)\] supports the following task types: \[([^\]]*)\]")
-
-
-def propeller_config(tmp_path: Path, kubeconfig: str, namespace: str = "") -> Path:
-    """A single binary's config file as `flyte start` would read it, with this machine's keys (no flyteadmin)."""
-    doc = {
-        "propeller": {"kube-config": kubeconfig, "create-flyteworkflow-crd": True,
-                      "limit-namespace": namespace or f"fa-dev-{uuid.uuid4().hex[:6]}", "prof-port": free_port(),
-                      "rawoutput-prefix": "file://data/raw", "metadata-prefix": "metadata/propeller"},
-        "admin": {"endpoint": f"dns:///127.0.0.1:{free_port()}", "insecure": True},
-        "event": {"type": "log"},
-        "logger": {"level": 4},
-        # the blob store hack/executions.py reads outputs from
-        "storage": {"type": "stow", "stow": {"kind": "local", "config": {"path": str(propeller_pod.STORAGE)}},
-                    "container": propeller_pod.STORAGE_CONTAINER},
-        "catalog-cache": {"type": "noop"},
-        "tasks": {"task-plugins": {"enabled-plugins": ["container", "sidecar", "k8s-array", "connector-service",
-                                                       "echo"],
-                                   "default-for-task-types": {"container": "container", "sidecar": "sidecar",
-                                                              "container_array": "k8s-array"}}},
-        "plugins": {"connector-service": {"pollInterval": "2s"}},
-    }
-    (propeller_pod.STORAGE / propeller_pod.STORAGE_CONTAINER).mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "flyte.yaml"
-    path.write_text("# flyte start --config flyte.yaml\n" + yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-def discovery(log: Path, endpoint: str, timeout: float = 90) -> set[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = {e: t for e, t in DISCOVERY.findall(log.read_text(errors="replace").replace('\\"', '"'))}
-        if endpoint in found:
-            return {t.strip() for t in found[endpoint].split(",") if t.strip()}
-        time.sleep(1)
-    raise AssertionError(f"propeller never discovered {endpoint}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconfig, kube_api, namespace,
@@ -79,7 +35,6 @@ def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconf
     import flyte_agents_demo
     original = config.read_bytes()
     dev = Dev("--project", str(project), "--config-file", str(config), "--python", sys.executable)
-    propeller = None
     try:
         log_of_server = Path(dev.wait_for(r"^server log: (\S+)$").group(1))
         port = dev.serving().group(3)
@@ -89,41 +44,34 @@ def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconf
 
         # the real propeller reads the file and reaches the local server
         log = tmp_path / "propeller.log"
-        with open(log, "wb") as out:
-            propeller = subprocess.Popen([propeller_tools.propeller, "--config", str(config)], stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        endpoint = f"dns:///127.0.0.1:{port}"
-        assert DEMO in discovery(log, endpoint)
+        with local_propeller(propeller_tools.propeller, config, log) as propeller:
+            assert DEMO in discovery(log, f"dns:///127.0.0.1:{port}")
 
-        # an execution of the demo type runs on the local server: its own log line names the job
-        first = runs.run(flyte_agents_demo.DemoTask(name="demo.greet"))
-        assert first.phase == "SUCCEEDED", first.message
-        greeting = first.outputs["greeting"]
-        assert greeting.startswith(f"hello from {socket.gethostname()} ("), greeting
-        job = greeting.rsplit("(", 1)[1].rstrip(")")
-        assert f"CreateTask demo.greet -> job {job} on {socket.gethostname()}" in log_of_server.read_text()
+            # an execution of the demo type runs on the local server: its own log line names the job
+            first = runs.run(flyte_agents_demo.DemoTask(name="demo.greet"))
+            assert first.phase == "SUCCEEDED", first.message
+            greeting = first.outputs["greeting"]
+            assert greeting.startswith(f"hello from {socket.gethostname()} ("), greeting
+            job = greeting.rsplit("(", 1)[1].rstrip(")")
+            assert f"CreateTask demo.greet -> job {job} on {socket.gethostname()}" in log_of_server.read_text()
 
-        # a save restarts the server, never propeller; the next execution returns the new code's output
-        edit(agent_py, 'GREETING = "hello"', 'GREETING = "hello again"')
-        reload = dev.serving()
-        assert reload.group(1) == "reload 1" and reload.group(3) == port
-        assert propeller.poll() is None
-        again = runs.run(flyte_agents_demo.DemoTask(name="demo.greet"))
-        assert again.phase == "SUCCEEDED", again.message
-        assert again.outputs["greeting"].startswith("hello again from "), again.outputs
+            # a save restarts the server, never propeller; the next execution returns the new code's output
+            edit(agent_py, 'GREETING = "hello"', 'GREETING = "hello again"')
+            reload = dev.serving()
+            assert reload.group(1) == "reload 1" and reload.group(3) == port
+            again = runs.run(flyte_agents_demo.DemoTask(name="demo.greet"))
+            assert again.phase == "SUCCEEDED", again.message
+            assert again.outputs["greeting"].startswith("hello again from "), again.outputs
 
-        # a save that breaks the agent: its error is shown and dev keeps watching; the fix serves again
-        edit(agent_py, "class DemoAgent(AsyncBase):", "class DemoAgent(AsyncBase)")
-        dev.wait_for(r"^reload 2: the server failed after [0-9.]+s; fix the source, dev reloads on save:$")
-        dev.wait_for(r"SyntaxError")
-        edit(agent_py, "class DemoAgent(AsyncBase)", "class DemoAgent(AsyncBase):")
-        assert dev.serving().group(1) == "reload 3"
-        assert propeller.poll() is None
+            # a save that breaks the agent: its error is shown and dev keeps watching; the fix serves again
+            edit(agent_py, "class DemoAgent(AsyncBase):", "class DemoAgent(AsyncBase)")
+            dev.wait_for(r"^reload 2: the server failed after [0-9.]+s; fix the source, dev reloads on save:$")
+            dev.wait_for(r"SyntaxError")
+            edit(agent_py, "class DemoAgent(AsyncBase)", "class DemoAgent(AsyncBase):")
+            assert dev.serving().group(1) == "reload 3"
+            assert propeller.poll() is None  # one propeller process throughout
     finally:
         code = dev.stop(signal.SIGINT)
-        if propeller is not None:
-            os.killpg(propeller.pid, signal.SIGTERM)
-            propeller.wait(30)
     assert code == 0, dev.text()
     assert config.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("flyte.yaml")) == ["flyte.yaml"]
