@@ -382,11 +382,6 @@ class Kube:
             return False
         return True
 
-    def read_lease(self, namespace: str, name: str) -> LeaseInfo | None:
-        raw = self._read_or_none(f"reading Lease {namespace}/{name}", self.coordination.read_namespaced_lease, name,
-                                 namespace)
-        return None if raw is None else _lease_info(raw)
-
     def leases(self, namespace: str, label: str) -> list[LeaseInfo]:
         items = self._call(f"listing Leases in {namespace}", self.coordination.list_namespaced_lease, namespace,
                            label_selector=label).items
