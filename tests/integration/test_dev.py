@@ -107,6 +107,8 @@ def test_dev_routes_to_this_machine_and_leaves_the_cluster_as_it_was(stop, clust
         # a second dev for the service says one is running, and changes nothing
         second = run_cli("dev", "--project", str(project), "--python", sys.executable, *cluster.args())
         assert second.code == 2 and "dev for demo-prod is running" in second.stderr, second.stderr
+        busy = run_cli("undeploy", "--project", str(project), *cluster.args())
+        assert busy.code == 2 and "dev for demo-prod is running" in busy.stderr, busy.stderr
         assert len(cluster.dev_objects()) == 3
 
         # a save: the server restarts with the new code on the same port; the cluster is not touched
