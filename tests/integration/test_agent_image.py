@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,10 @@ VALUES = REPO / "values"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # the only bundle that trusts this network's proxy
 DEMO_TASK_TYPE = "flyte_agents_demo"
 SECRET = "demo-secret-value"
+IMAGE_SIZE_BUDGET = 400_000_000  # bytes: 234 MB base + 151 MB venv with flytekit 1.16.31 (one-layer image: 407 MB)
+ADDED_REQUIREMENT = "iniconfig"  # small, pure Python, not dependencies of flytekit
+ADDED_DEPENDENCY = "tomli-w"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -173,12 +178,63 @@ def test_image_contract(docker_client, agent_image):
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["HOME"] == "/tmp"
     assert not {"PIP_CERT", "SSL_CERT_FILE", "PIP_FIND_LINKS", "PIP_NO_INDEX"} & set(env)  # build-only settings
+    # Every container create copies the whole image on the vfs driver: pip, setuptools and build files stay out.
+    assert docker_client.images.get(agent_image).attrs["Size"] < IMAGE_SIZE_BUDGET
 
     # As root, so that no directory is unreadable to the search.
     out = docker_client.containers.run(agent_image, ["sh", "-c", "find / -xdev -name ca-bundle.crt; ls -d /build 2>&1; "
-                                                     "true"], user="0", remove=True).decode()
+                                                     "ls /opt/venv/bin"], user="0", remove=True).decode()
     assert "ca-bundle.crt" not in out and "No such file" in out  # neither the bundle nor the build context
+    assert "pyflyte" in out.split() and "pip" not in out.split()
 
+
+
+def layers(docker_client, tag: str) -> list[str]:
+    return docker_client.images.get(tag).attrs["RootFS"]["Layers"]
+
+
+def with_ca_bundle(context: Path) -> Path:
+    shutil.copy(HOST_CA_BUNDLE, context / "extra" / "ca-bundle.crt")
+    return context
+
+
+def test_a_code_change_adds_one_small_layer_on_the_same_dependency_layers(docker_client, agent_image, base_image,
+                                                                          tmp_path):
+    """One changed file of a local package: everything but the last layer is shared with the image built before
+    (the venv is not reinstalled), and the last layer holds only the local package's code, which the image runs."""
+    context = with_ca_bundle(private_context(tmp_path))
+    agent = context / "flyte_agents_demo" / "flyte_agents_demo" / "agent.py"
+    agent.write_text(agent.read_text() + "\nCODE_CHANGE = 'seen'\n")
+    tag = f"flyte-agents-test/agent-code:{uuid.uuid4().hex[:10]}"
+    build(docker_client, context, tag, base_image, network_mode="host")
+    try:
+        before, after = layers(docker_client, agent_image), layers(docker_client, tag)
+        assert len(after) == len(before) and after[:-1] == before[:-1] and after[-1] != before[-1]
+        top = docker_client.api.history(tag)[0]  # newest first: the COPY of the local package's code
+        assert "/opt/agent" in top["CreatedBy"] and top["Size"] < 100_000
+        out = docker_client.containers.run(tag, ["python", "-c", "import flyte_agents_demo.agent as a; "
+                                                 "print(a.CODE_CHANGE)"], remove=True)
+        assert out.decode().strip() == "seen"
+    finally:
+        docker_client.images.remove(tag, noprune=True)
+
+
+def test_a_local_requirement_that_is_no_package_fails_the_build_with_one_line(docker_client, base_image, tmp_path):
+    """A local package line of requirements.txt must name a directory with a pyproject.toml or setup.py: otherwise
+    the build stops before pip runs, with one `error:` line naming it."""
+    context = with_ca_bundle(private_context(tmp_path))
+    (context / "other_agent").mkdir()
+    (context / "other_agent" / "agent.py").write_text("")
+    requirements = context / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "./other_agent[extra]\n")
+    with pytest.raises(docker.errors.BuildError) as failed:
+        docker_client.images.build(path=str(context), buildargs={"BASE_IMAGE": base_image}, network_mode="host",
+                                   rm=True, forcerm=True, timeout=900)
+    output = ANSI.sub("", "".join(chunk.get("stream", "") for chunk in failed.value.build_log))  # stderr is red
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output[-3000:]
+    assert "local package ./other_agent has no pyproject.toml or setup.py" in errors[0]
+    assert "Collecting" not in output  # it stopped before pip resolved anything
 
 @pytest.fixture(scope="module")
 def connector_server(docker_client, agent_image, chart_helm, tmp_path_factory):
@@ -276,9 +332,18 @@ def test_flytekit_1_15_build_serves_the_demo_under_the_agent_naming(docker_clien
 # ------------------------------------------------------------------------------------------------ offline build
 
 
-def test_builds_offline_from_a_wheelhouse(docker_client, base_image, tmp_path):
-    """No network at all in the build (network_mode none): pip installs only from extra/wheelhouse."""
+def test_builds_offline_from_a_wheelhouse_and_a_requirements_change_reaches_the_venv(docker_client, base_image,
+                                                                                      agent_image, tmp_path):
+    """No network at all in the build (network_mode none): pip installs only from extra/wheelhouse. The context's
+    requirements.txt, and the demo package's pyproject.toml, each have one more dependency than the module's image:
+    both are in the rebuilt venv."""
     context = private_context(tmp_path)
+    requirements = context / "requirements.txt"
+    requirements.write_text(requirements.read_text() + f"{ADDED_REQUIREMENT}\n")
+    pyproject = context / "flyte_agents_demo" / "pyproject.toml"
+    text = pyproject.read_text()
+    assert "dependencies = [" in text
+    pyproject.write_text(text.replace("dependencies = [", f'dependencies = ["{ADDED_DEPENDENCY}", ', 1))
     wheelhouse = context / "extra" / "wheelhouse"
     extra = dockerfile_default("FLYTEKIT_EXTRA")
     download = subprocess.run(
@@ -293,6 +358,12 @@ def test_builds_offline_from_a_wheelhouse(docker_client, base_image, tmp_path):
         image = docker_client.images.get(tag)
         assert image.labels["dev.flyte-agents.serve"] == extra
         # A cached build skips the RUN; its log then has no pip output, and the cache came from this same context.
-        assert "Looking in links: /build/extra/wheelhouse" in log or "Using cache" in log
+        assert "Looking in links: /build/wheelhouse" in log or "Using cache" in log
+        modules = [ADDED_REQUIREMENT, ADDED_DEPENDENCY.replace("-", "_")]
+        code = ["python", "-c", f"import importlib.util; print([bool(importlib.util.find_spec(m)) for m in {modules}])"]
+        installed = {ref: docker_client.containers.run(ref, code, remove=True).decode().strip()
+                     for ref in (tag, agent_image)}
+        # Both came with the change: one from requirements.txt, one from the local package's own dependencies.
+        assert installed == {tag: "[True, True]", agent_image: "[False, False]"}
     finally:
         docker_client.images.remove(tag, noprune=True)
