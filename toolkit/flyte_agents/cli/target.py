@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -20,6 +21,8 @@ from .params import NAMESPACE, VERSION
 
 if TYPE_CHECKING:
     from ..adapters.helm import Helm
+    from ..flyte.propeller_target import Flavor
+    from ..workflows.project import Project, ServiceConfig
     from ..flyte.services import AgentService
     from ..workflows import deploy as dp
 
@@ -56,54 +59,77 @@ def target_options(fn: Callable) -> Callable:
     return fn
 
 
+@dataclass(frozen=True)
+class Checked:
+    """The command line and the project file, checked: everything a Session needs before it connects."""
+
+    project: Project
+    services: tuple[ServiceConfig, ...]
+    flavor: Flavor | None
+    registry: str | None
+    kubeconfig: str  # the files, ':'-joined
+    context: str
+    namespace: str  # the releases'
+    helm_binary: str
+
+
+def check(kw: dict[str, Any]) -> Checked:
+    """Every input of a cluster command, in the order a user fixes them; UserError on the first bad one."""
+    # The project loader and the cluster workflows load the Flyte core; --help and option errors do not.
+    from ..adapters import kubeconfig as kubeconfigs
+    from ..adapters.helm import find_binary
+    from ..flyte import propeller_target as pt
+    from ..imageref import validate_registry
+    from ..workflows import sandbox as sb
+    from ..workflows.project import BUILTIN_MODES, load
+
+    if kw["output"] not in OUTPUTS:
+        raise UserError(f"--output {kw['output']!r} is unknown: use table or json")
+    if kw["builtin"] not in (None, *BUILTIN_MODES):
+        raise UserError(f"--builtin {kw['builtin']!r} is unknown: use {' or '.join(BUILTIN_MODES)}")
+    project = load(kw["project_file"])
+    services = project.select(kw["environment"], kw["service_ids"])
+    if kw["sandbox"] and kw["context"]:
+        raise UserError("--sandbox and --context exclude each other: the sandbox's context is flyte-sandbox")
+    if not kw["sandbox"] and kw["builtin"]:
+        raise UserError("--builtin applies to the sandbox only: add --sandbox or drop --builtin")
+    if kw["sandbox"] and kw["namespace"] not in (None, sb.NAMESPACE):
+        raise UserError(f"--namespace {kw['namespace']}: sandbox releases go to {sb.NAMESPACE}")
+    flavor = pt.parse_flavor(kw["flavor"])
+    # The project's `registry` was checked (and is blamed) by the project loader.
+    registry = validate_registry(kw["registry"]) if kw["registry"] else None if kw["sandbox"] else project.registry
+    if kw["sandbox"]:
+        kubeconfig, context, namespace = sb.sandbox_kubeconfig(kw["kubeconfig"]), sb.CONTEXT, sb.NAMESPACE
+    else:
+        found = kubeconfigs.load(kw["kubeconfig"])
+        kubeconfig, context = found.location, found.context(kw["context"])
+        namespace = kw["namespace"] or project.namespace
+    return Checked(project, services, flavor, registry, kubeconfig, context, namespace,
+                   find_binary(kw["helm_binary"]))
+
+
 class Session:
     """The parsed command line and the connections it implies, opened once per command."""
 
     def __init__(self, kw: dict[str, Any]) -> None:
-        # The project loader and the cluster workflows load the Flyte core; --help and option errors do not.
-        from ..adapters import kubeconfig as kubeconfigs
-        from ..adapters.helm import find_binary
-        from ..flyte import propeller_target as pt
-        from ..imageref import validate_registry
-        from ..workflows import sandbox as sb
-        from ..workflows.project import BUILTIN_MODES, load
-
-        self.kw = kw
-        if kw["output"] not in OUTPUTS:
-            raise UserError(f"--output {kw['output']!r} is unknown: use table or json")
-        if kw["builtin"] not in (None, *BUILTIN_MODES):
-            raise UserError(f"--builtin {kw['builtin']!r} is unknown: use {' or '.join(BUILTIN_MODES)}")
-        self.project = load(kw["project_file"])
-        self.services = self.project.select(kw["environment"], kw["service_ids"])
-        if kw["sandbox"] and kw["context"]:
-            raise UserError("--sandbox and --context exclude each other: the sandbox's context is flyte-sandbox")
-        if not kw["sandbox"] and kw["builtin"]:
-            raise UserError("--builtin applies to the sandbox only: add --sandbox or drop --builtin")
-        if kw["sandbox"] and kw["namespace"] not in (None, sb.NAMESPACE):
-            raise UserError(f"--namespace {kw['namespace']}: sandbox releases go to {sb.NAMESPACE}")
-        flavor = pt.parse_flavor(kw["flavor"])
-        # The project's `registry` was checked (and is blamed) by the project loader.
-        registry = validate_registry(kw["registry"]) if kw["registry"] else \
-            None if kw["sandbox"] else self.project.registry
-        if kw["sandbox"]:
-            kubeconfig, context, namespace = sb.sandbox_kubeconfig(kw["kubeconfig"]), sb.CONTEXT, sb.NAMESPACE
-        else:
-            found = kubeconfigs.load(kw["kubeconfig"])
-            kubeconfig, context = found.location, found.context(kw["context"])
-            namespace = kw["namespace"] or self.project.namespace
-        helm_binary = find_binary(kw["helm_binary"])
-        # Input checked: from here on, connections. helm's own start-up and its lookups of the project's releases
-        # run while the Kubernetes client loads.
         from rich.console import Console
 
+        from ..workflows import sandbox as sb
+
+        self.kw = kw
+        checked = check(kw)
+        self.project, self.services = checked.project, checked.services
         self.err = Console(stderr=True, soft_wrap=True)
-        helm = _in_background(_open_helm, helm_binary, kubeconfig, context,
-                              [s.id for s in self.project.services], namespace)
+        # Input checked: from here on, connections. helm's own start-up and its lookups of the project's releases
+        # run while the Kubernetes client loads.
+        helm = _in_background(_open_helm, checked.helm_binary, checked.kubeconfig, checked.context,
+                              [s.id for s in self.project.services], checked.namespace)
         if kw["sandbox"]:
-            self.cluster, self.kube = sb.detect_sandbox(kubeconfig, registry)
+            self.cluster, self.kube = sb.detect_sandbox(checked.kubeconfig, checked.registry)
         else:
-            self.cluster, self.kube = sb.detect_cluster(kubeconfig, context, namespace, kw["propeller_namespace"],
-                                                        flavor, kw["flyte_version"], registry)
+            self.cluster, self.kube = sb.detect_cluster(checked.kubeconfig, checked.context, checked.namespace,
+                                                        kw["propeller_namespace"], checked.flavor,
+                                                        kw["flyte_version"], checked.registry)
         self.helm: Helm = helm.result()
         self.progress("target: " + ", ".join(f"{k} {v}" for k, v in (
             ("context", self.cluster.context), ("Flyte", self.cluster.version), ("plugin", self.cluster.naming.plugin),
