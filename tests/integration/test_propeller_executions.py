@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.kube, pytest
 NS = "flyte"
 DEMO = "flyte_agents_demo"
 DISCOVERY = re.compile(r"\[([^\]\s]+)\] supports the following task types: \[([^\]]*)\]")
-FLAVORS = {"1.15": ("flyteagent", "agent-service"), "1.16": ("flyteconnector", "connector-service")}
+BUILTIN = {"1.15": "flyteagent", "1.16": "flyteconnector"}  # the sandbox's own agent service
 
 
 sys.path.insert(0, str(REPO / "hack"))  # test infrastructure, not a package; agent_pods.py imports the same way
@@ -51,7 +51,7 @@ class Stand:
         self.runner = runner
         self.core = client.CoreV1Api(kube_api)
         self.apps = client.AppsV1Api(kube_api)
-        self.builtin, self.plugin = FLAVORS[flyte]
+        self.builtin = BUILTIN[flyte]
         self.propeller = executions.Propeller(kube_api, tools.kubectl_flyte, kubeconfig, "kwok")
 
     # --- propeller processes
