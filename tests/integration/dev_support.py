@@ -100,7 +100,7 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def propeller_config(tmp_path: Path, kubeconfig: str, namespace: str = "") -> Path:
+def propeller_config(tmp_path: Path, kubeconfig: str, namespace: str = "", plugin: str = "connector-service") -> Path:
     """A single binary's config file as `flyte start` would read it, with this machine's keys (no flyteadmin)."""
     doc = {
         "propeller": {"kube-config": kubeconfig, "create-flyteworkflow-crd": True,
@@ -113,11 +113,11 @@ def propeller_config(tmp_path: Path, kubeconfig: str, namespace: str = "") -> Pa
         "storage": {"type": "stow", "stow": {"kind": "local", "config": {"path": str(propeller_pod.STORAGE)}},
                     "container": propeller_pod.STORAGE_CONTAINER},
         "catalog-cache": {"type": "noop"},
-        "tasks": {"task-plugins": {"enabled-plugins": ["container", "sidecar", "k8s-array", "connector-service",
+        "tasks": {"task-plugins": {"enabled-plugins": ["container", "sidecar", "k8s-array", plugin,
                                                        "echo"],
                                    "default-for-task-types": {"container": "container", "sidecar": "sidecar",
                                                               "container_array": "k8s-array"}}},
-        "plugins": {"connector-service": {"pollInterval": "2s"}},
+        "plugins": {plugin: {"pollInterval": "2s"}},
     }
     (propeller_pod.STORAGE / propeller_pod.STORAGE_CONTAINER).mkdir(parents=True, exist_ok=True)
     path = tmp_path / "flyte.yaml"

@@ -25,10 +25,13 @@ pytestmark = [pytest.mark.kube, pytest.mark.agent, pytest.mark.timeout(600)]
 DEMO = "flyte_agents_demo"
 
 
-def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconfig, kube_api, namespace,
-                                                              propeller_tools):
+@pytest.mark.parametrize("plugin, key, serve", [("connector-service", "connectorfortasktypes", "connector"),
+                                               ("agent-service", "agentfortasktypes", "agent")],
+                         ids=["flyte1.16-connector", "flyte1.15-agent"])
+def test_dev_routes_a_local_propeller_through_its_config_file(plugin, key, serve, tmp_path, kubeconfig, kube_api,
+                                                              namespace, propeller_tools):
     project, agent_py = project_copy(tmp_path)
-    config = propeller_config(tmp_path, kubeconfig, namespace)
+    config = propeller_config(tmp_path, kubeconfig, namespace, plugin)
     context = yaml.safe_load(Path(kubeconfig).read_text())["current-context"]
     runs = executions.Propeller(kube_api, propeller_tools.kubectl_flyte, kubeconfig, context, namespace)
     sys.path.insert(0, str(agent_py.parent.parent))
@@ -36,11 +39,13 @@ def test_dev_routes_a_local_propeller_through_its_config_file(tmp_path, kubeconf
     original = config.read_bytes()
     dev = Dev("--project", str(project), "--config-file", str(config), "--python", sys.executable)
     try:
-        log_of_server = Path(dev.wait_for(r"^server log: (\S+)$").group(1))
+        started = dev.wait_for(r"^server: pyflyte serve (\w+) --port \d+; log: (\S+)$")
+        assert started.group(1) == serve
+        log_of_server = Path(started.group(2))
         port = dev.serving().group(3)
         dev.wait_for(rf"^routing: {DEMO} -> dns:///127\.0\.0\.1:{port} written into")
         routed = yaml.safe_load(config.read_text())
-        assert routed["plugins"]["connector-service"]["connectorfortasktypes"] == {DEMO: "demo-prod"}
+        assert routed["plugins"][plugin][key] == {DEMO: "demo-prod"}
 
         # the real propeller reads the file and reaches the local server
         log = tmp_path / "propeller.log"

@@ -483,8 +483,9 @@ def run(source: Source, target: ClusterTarget | FileTarget, options: Options, sa
         target.claim(port)
         view, secrets, store = target.pod_view()
         env = server_env(source, view, secrets, store, workdir)
-        server = Server(source, options.python, serve_command(target.version), port, env, workdir, say)
-        say(f"server log: {workdir / 'server.log'}")
+        serve = serve_command(target.version)
+        server = Server(source, options.python, serve, port, env, workdir, say)
+        say(f"server: pyflyte serve {serve} --port {port}; log: {workdir / 'server.log'}")
         found = server.start()
         if found is None:
             raise UserError("the agent server does not start (its error is above): fix it and run dev again")
