@@ -104,7 +104,10 @@ def test_apply_is_idempotent_and_remove_restores_byte_for_byte(sandbox, kube, co
 def test_concurrent_writer_gets_409_and_retry_keeps_its_change(sandbox, kube, core):
     plugin = naming(sandbox).plugin
     # the other writer's file drops the agent plugin (lists are replaced): our retry must see it and re-add it
-    theirs = yaml.safe_dump({"tasks": {"task-plugins": {"enabled-plugins": ["container", "sidecar", "ray"]}}})
+    # (it keeps k8s-array and echo: without k8s-array, default-for-task-types' container_array stops propeller, and
+    # the toolkit refuses to write a config propeller would refuse)
+    theirs = yaml.safe_dump({"tasks": {"task-plugins": {"enabled-plugins": ["container", "sidecar", "k8s-array",
+                                                                            "echo", "ray"]}}})
     seen: list[str] = []
 
     def other_writer(state):
@@ -118,7 +121,8 @@ def test_concurrent_writer_gets_409_and_retry_keeps_its_change(sandbox, kube, co
     data = core.read_namespaced_config_map("flyte-sandbox-extra-config", NS).data
     assert data["999-extra-config.yaml"] == theirs
     ours = yaml.safe_load(data[TOOLKIT_FILE])
-    assert ours["tasks"]["task-plugins"]["enabled-plugins"] == ["container", "sidecar", "ray", plugin]
+    assert ours["tasks"]["task-plugins"]["enabled-plugins"] == ["container", "sidecar", "k8s-array", "echo", "ray",
+                                                               plugin]
 
     remove_routing(kube, timeout=120)
     cm = core.read_namespaced_config_map("flyte-sandbox-extra-config", NS)

@@ -189,6 +189,18 @@ def test_merge(earlier, later, expected, event):
     assert [e.kind for e in events] == ([event] if event else [])
 
 
+def test_list_replaced_names_the_earlier_file_and_only_what_no_later_file_puts_back():
+    base = "tasks: {task-plugins: {enabled-plugins: [container, sidecar, echo]}}"
+    dropping = "tasks: {task-plugins: {enabled-plugins: [container]}}"
+    findings = lint(cfg(("001.yaml", base), ("500.yaml", dropping)), V("1.16.8"))
+    replaced = [f for f in findings if f.rule == "list-replaced"]
+    assert len(replaced) == 1 and "of 001.yaml" in replaced[0].message
+    assert replaced[0].message.endswith("dropping sidecar, echo")
+    restoring = "tasks: {task-plugins: {enabled-plugins: [container, echo]}}"
+    findings = lint(cfg(("001.yaml", base), ("500.yaml", dropping), ("900.yaml", restoring)), V("1.16.8"))
+    assert [f.message.rsplit(" ", 1)[-1] for f in findings if f.rule == "list-replaced"] == ["sidecar"]
+
+
 def test_files_merge_in_lexical_order_not_given_order():
     config = cfg(("100-b.yaml", "a: second"), ("099-z.yaml", "a: first"), ("zz.yaml", "a: last"))
     assert config.merged() == {"a": "last"}

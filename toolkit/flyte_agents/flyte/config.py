@@ -117,14 +117,21 @@ def merge_into(target: dict, source: dict, origins: dict, later: str, path: str 
             if isinstance(value, dict):
                 merge_into(current, value, origins, later, key_path, events)
             elif events is not None:
-                events.append(MergeEvent("type-mismatch", key_path, origins.get(key_path, "?"), later))
+                events.append(MergeEvent("type-mismatch", key_path, _origin(origins, key_path), later))
             continue
         if isinstance(current, list) and isinstance(value, list) and events is not None:
             dropped = _dropped(current, value)
             if dropped:
-                events.append(MergeEvent("list-replaced", key_path, origins.get(key_path, "?"), later, dropped))
+                events.append(MergeEvent("list-replaced", key_path, _origin(origins, key_path), later, dropped))
         target[key] = copy.deepcopy(value)
         origins[key_path] = later
+
+
+def _origin(origins: dict, key_path: str) -> str:
+    """The file that set `key_path`: origins records the key a file added, which may be an ancestor's."""
+    while key_path not in origins and "." in key_path:
+        key_path = key_path.rsplit(".", 1)[0]
+    return origins.get(key_path, "?")
 
 
 def _dropped(earlier: list, later: list) -> tuple[str, ...]:
@@ -132,10 +139,11 @@ def _dropped(earlier: list, later: list) -> tuple[str, ...]:
     if all(isinstance(i, dict) for i in earlier + later):
         kept = {k for item in later for k in item}
         return tuple(dict.fromkeys(k for item in earlier for k in item if k not in kept))
-    return tuple(_item_text(i) for i in earlier if i not in later)
+    return tuple(item_text(i) for i in earlier if i not in later)
 
 
-def _item_text(item: Any) -> str:
+def item_text(item: Any) -> str:
+    """A list item as MergeEvent.dropped names it."""
     return item if isinstance(item, str) else json.dumps(item, sort_keys=True, default=str)
 
 

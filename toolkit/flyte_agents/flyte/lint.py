@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import UserError
-from .config import (DeploymentView, EffectiveConfig, MergeEvent, PluginView, PropellerConfig, effective, lookup,
-                     slice_to_map)
+from .config import (DeploymentView, EffectiveConfig, MergeEvent, PluginView, PropellerConfig, effective,
+                     item_text, lookup, slice_to_map)
 from .endpoints import parse_endpoint
 from .services import AgentService
 from .versions import (AGENT_NAMING, AGENT_PLUGIN, CONNECTOR_NAMING, CONNECTOR_PLUGIN, DEFAULT_TIMEOUT,
@@ -33,7 +33,7 @@ def lint(config: PropellerConfig, version: FlyteVersion, services: Sequence[Agen
     view = effective(merged)
     naming = naming_for(version)
     findings: list[LintFinding] = []
-    findings += _lint_merge_events(events)
+    findings += _lint_merge_events(events, merged)
     findings += _lint_file_keys(config)
     findings += _lint_plugins(view, version, naming)
     for plugin_view in view.plugins.values():
@@ -42,15 +42,16 @@ def lint(config: PropellerConfig, version: FlyteVersion, services: Sequence[Agen
     return findings
 
 
-def _lint_merge_events(events: list[MergeEvent]) -> list[LintFinding]:
+def _lint_merge_events(events: list[MergeEvent], merged: dict) -> list[LintFinding]:
     findings = []
     for event in events:
         if event.kind == "list-replaced":
-            findings.append(LintFinding(
-                "list-replaced", "error" if event.path.endswith("enabled-plugins") else "warning",
-                f"{event.later} replaces the list {event.path} of {event.earlier} (lists are not merged), dropping "
-                f"{', '.join(event.dropped)}",
-                f"repeat the whole list in {event.later}"))
+            lost = _still_dropped(event, merged)
+            if lost:
+                findings.append(LintFinding(
+                    "list-replaced", "error" if event.path.endswith("enabled-plugins") else "warning",
+                    f"{event.later} replaces the list {event.path} of {event.earlier} (lists are not merged), "
+                    f"dropping {', '.join(lost)}", f"repeat the whole list in {event.later}"))
         else:
             findings.append(LintFinding(
                 "type-mismatch", "error",
@@ -58,6 +59,14 @@ def _lint_merge_events(events: list[MergeEvent]) -> list[LintFinding]:
                 "ignores the later value",
                 f"use the same form (map or list) for {event.path} in every file"))
     return findings
+
+
+def _still_dropped(event: MergeEvent, merged: dict) -> tuple[str, ...]:
+    """What a later file's list dropped that no file after it put back: propeller sees only the last list."""
+    final = lookup(merged, *event.path.split("."))
+    final = final if isinstance(final, list) else []
+    present = {item_text(i) for i in final} | {k for i in final if isinstance(i, dict) for k in i}
+    return tuple(d for d in event.dropped if d not in present)
 
 
 def _lint_file_keys(config: PropellerConfig) -> list[LintFinding]:
