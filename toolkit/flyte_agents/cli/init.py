@@ -57,7 +57,8 @@ def init(name, sync, task_type, flyte_version, into, dry_run, output) -> None:
         click.echo(f"note: the project's chart {prepared.missing_chart} does not exist: copy the flyte-agent chart "
                    "(charts/flyte-agent of the flyte-agents repository) there before deploying", err=True)
     if not dry_run:
-        project = "" if prepared.project_file == Path(wf.projects.DEFAULT_FILE) else f" --project {prepared.project_file}"
+        default = prepared.project_file == Path(wf.projects.DEFAULT_FILE)
+        project = "" if default else f" --project {prepared.project_file}"
         click.echo(f"next: cd {into / scaffold.names.context / scaffold.names.package} && pip install -e '.[test]' "
                    "&& pytest")
         click.echo(f"      flyte-agents deploy --sandbox{project}")
