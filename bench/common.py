@@ -73,7 +73,10 @@ class Row:
     baseline: list[float] = field(default_factory=list)
     unit: str = "s"
     note: str = ""
-    builds: list[float] = field(default_factory=list)  # code change: the image build's share of each sample
+    # code change: the image build's, the push's and the new pod's (start to gRPC SERVING) share of each sample
+    builds: list[float] = field(default_factory=list)
+    pushes: list[float] = field(default_factory=list)
+    serving: list[float] = field(default_factory=list)
 
 
 def interleave(rounds: int, first, second) -> tuple[list, list]:
@@ -106,3 +109,8 @@ def print_table(rows: list[Row]) -> None:
     print("\nmedians (flyte-agents and baseline interleaved, same machine, same run):")
     for line in lines:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
+
+
+def goal(what: str, met: bool, figure: str) -> str:
+    """One line of the goals block."""
+    return f"{'met    ' if met else 'NOT met'}  {what}: {figure}"

@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Row, interleave, prepare_context, run  # noqa: E402
+from common import REPO, Row, goal, interleave, prepare_context, run  # noqa: E402
 
 NS = "flyte"
 CONTEXT = "flyte-sandbox"
@@ -199,7 +199,7 @@ class Bench:
         times, builds, pushes, serving, peaks = [], [], [], [], []
         for _ in range(self.args.code_rounds):
             agent.write_text(agent.read_text() + f"# bench change {uuid.uuid4().hex}\n")
-            seconds, _, stderr, peak = self.deploy((1, 1, 1, 0))
+            seconds, result, stderr, peak = self.deploy((1, 1, 1, 0))
             times.append(seconds)
             builds.append(_stage_seconds(stderr, "build"))
             pushes.append(_stage_seconds(stderr, "push"))
@@ -207,9 +207,18 @@ class Bench:
             peaks.append(peak)
         rest = [t - b - p - w for t, b, p, w in zip(times, builds, pushes, serving)]
         note = (f"1 build, 1 push, 1 helm upgrade, 0 restarts; build {statistics.median(builds):.1f}s, push "
-                f"{statistics.median(pushes):.1f}s, new pod serving after {statistics.median(serving):.1f}s, "
-                f"the rest (helm, routing, verify) {statistics.median(rest):.1f}s")
-        return Row("code-change redeploy (1 file, 1 service)", times, note=note, builds=builds), peaks
+                f"{statistics.median(pushes):.1f}s ({self.top_layer(result)}), new pod serving after "
+                f"{statistics.median(serving):.1f}s, the rest (helm, routing, verify) {statistics.median(rest):.1f}s")
+        return (Row("code-change redeploy (1 file, 1 service)", times, note=note, builds=builds, pushes=pushes,
+                    serving=serving), peaks)
+
+    def top_layer(self, result: dict) -> str:
+        """What the code change added to demo-dev's image: its newest layer (the only one the push sends; the
+        metadata-only steps above it, such as the label step of `flyte-agents build`, have none) and its size."""
+        (ref,) = [i["ref"] for i in result["plan"]["images"]["images"] if "/agent-dev:" in i["ref"]]
+        layer = next(s for s in run(["docker", "history", "--format", "{{.Size}}", ref]).stdout.split() if s != "0B")
+        size = run(["docker", "image", "inspect", "--format", "{{.Size}}", ref]).stdout.strip()
+        return f"one new layer of {layer}, image {int(size) / 1e6:.0f} MB"
 
     def clean_images(self) -> None:
         for ref in self.refs:
@@ -255,16 +264,16 @@ def measure(args: argparse.Namespace) -> list[Row]:
 
 
 def goals(rows: list[Row]) -> list[str]:
-    """Where the medians stand against issue 7's goals."""
+    """Where the medians stand against issue 7's goals (CLI, no-op) and issue 14's (code change)."""
     startup, no_op, _, code = (statistics.median(r.ours) for r in rows[:4])
     ratio = statistics.median(rows[1].baseline) / no_op
-    budget = statistics.median(rows[3].builds) + 3
-    return [_goal("flyte-agents --help under 0.3 s", startup < 0.3, f"{startup:.2f}s"),
-            _goal("no-op redeploy at least 10x faster than the manual script", ratio >= 10, f"{ratio:.1f}x"),
-            _goal("no-op redeploy under 1 s", no_op < 1, f"{no_op:.2f}s"),
-            _goal("code-change redeploy within the image build + 3 s", code <= budget,
+    build, push, serving = (statistics.median(samples) for samples in (rows[3].builds, rows[3].pushes,
+                                                                      rows[3].serving))
+    budget = build + push + serving + 3
+    return [goal("flyte-agents --help under 0.3 s", startup < 0.3, f"{startup:.2f}s"),
+            goal("no-op redeploy at least 10x faster than the manual script", ratio >= 10, f"{ratio:.1f}x"),
+            goal("no-op redeploy under 1 s", no_op < 1, f"{no_op:.2f}s"),
+            goal("code change: image build at most 10 s", build <= 10, f"{build:.1f}s"),
+            goal("code change: push at most 1 s", push <= 1, f"{push:.1f}s"),
+            goal("code change: deploy within build + push + new pod serving + 3 s", code <= budget,
                   f"{code:.1f}s against {budget:.1f}s")]
-
-
-def _goal(what: str, met: bool, figure: str) -> str:
-    return f"{'met    ' if met else 'NOT met'}  {what}: {figure}"

@@ -39,7 +39,9 @@ def main() -> None:
         rows += dev_rows
         goals += dev_bench.goals(dev_rows)
     if args.only in (None, "build"):
-        rows += build_bench.measure(args)
+        build_rows = build_bench.measure(args)
+        rows += build_rows
+        goals += build_bench.goals(build_rows)
     if args.only in (None, "inputs"):
         input_rows = input_bench.measure(args)
         rows += input_rows
