@@ -224,17 +224,38 @@ def go_install(name: str, pkg: str, version: str, ldflags: str = "") -> tuple[Pa
 
 # ---------------------------------------------------------------------------------------------------- components
 
+def storage_drivers() -> list[str]:
+    """Storage drivers to try, best first. vfs copies the whole image for every build step and every container
+    (about 20 s each for the 385 MB agent image, measured); overlay2 shares layers (a code-change build under 1.1 s)
+    but needs the kernel's overlay filesystem on a backing filesystem that supports it, so vfs stays the fallback.
+    FA_DOCKER_STORAGE picks one."""
+    if os.environ.get("FA_DOCKER_STORAGE"):
+        return [os.environ["FA_DOCKER_STORAGE"]]
+    with open("/proc/filesystems") as filesystems:
+        has_overlay = any(line.split()[-1:] == ["overlay"] for line in filesystems)
+    return ["overlay2", "vfs"] if has_overlay else ["vfs"]
+
+
 def up_docker() -> Result:
     t0 = time.monotonic()
     action = "running"
     if not docker_answers():
         ensure_apt("dockerd")
-        start("dockerd", ["dockerd", "--iptables=false", "--storage-driver=vfs", "--host", f"unix://{DOCKER_SOCK}",
-                          "--pidfile", str(STATE / "dockerd.pid"), "--data-root", "/var/lib/docker"])
-        wait_until("dockerd", docker_answers, 60)
+        drivers = storage_drivers()
+        for driver in drivers:
+            start("dockerd", ["dockerd", "--iptables=false", f"--storage-driver={driver}",
+                              "--host", f"unix://{DOCKER_SOCK}", "--pidfile", str(STATE / "dockerd.pid"),
+                              "--data-root", "/var/lib/docker"])
+            try:
+                wait_until("dockerd", docker_answers, 60)
+                break
+            except EnvError:
+                if driver == drivers[-1]:
+                    raise
+                stop("dockerd")
         action = "started"
-    version = json.loads(docker_api("/version")[1])["Version"]
-    return Result("docker", f"Engine {version}", time.monotonic() - t0, action)
+    info = json.loads(docker_api("/info")[1])
+    return Result("docker", f"Engine {info['ServerVersion']} ({info['Driver']})", time.monotonic() - t0, action)
 
 
 def up_registry() -> Result:
