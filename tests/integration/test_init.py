@@ -1,12 +1,15 @@
 """`flyte-agents init` end to end: run from a wheel of the toolkit, the generated services pass their own tests in
-a fresh virtualenv (flytekit 1.16 and 1.15, async and sync).
+a fresh virtualenv (flytekit 1.16 and 1.15, async and sync), then build, deploy and verify in the sandbox stand-in
+next to the demo services, and pass `flyte-agents conformance`.
 
 Real components only: a fresh virtualenv (no system site-packages) with flytekit from wheels `pip download`ed once
-into a cache outside the repository (keyed by the requirements and Python).
+into a cache outside the repository (keyed by flytekit version and Python), the Docker Engine, the registry, helm 4,
+the kwok API server and real flytekit agent servers run by hack/agent_pods.py.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -17,11 +20,15 @@ from pathlib import Path
 import pytest
 
 from flyte_agents.flyte.scaffold import FLYTEKIT_RELEASES
-from tests.integration.build_support import REPO
+from tests.integration.build_support import REPO, run_cli
+from tests.integration.test_deploy import agent_pods, deploy_cli, helm_binary, routing_doc, snapshot
 
+NS = "flyte"
 # service id -> mode, package, task class
 SERVICES = {"my-agent": ("--async", "my_agent", "MyTask"), "my-lookup": ("--sync", "my_lookup", "MyLookupTask")}
 
+sys.path.insert(0, str(REPO / "hack"))  # test infrastructure, not a package
+executions = importlib.import_module("executions")
 
 
 def wheel_cache(flytekit: str) -> Path:
@@ -100,3 +107,64 @@ for name in ("my_agent", "my_lookup"):
     agent = Registry.get_agent(name)
     print(f"{name}:{'sync' if isinstance(agent, Sync) else 'async'}")
 """
+
+
+# ------------------------------------------------------------------------------------------------ the sandbox
+
+def copy_project(tmp_path: Path) -> Path:
+    """The repository's project (demo-prod, demo-dev, the chart, values, agent_image) in a directory of its own."""
+    for folder in ("charts", "values", "agent_image"):
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "flyte-agents.yaml", tmp_path / "flyte-agents.yaml")
+    return tmp_path / "flyte-agents.yaml"
+
+
+@pytest.mark.docker
+@pytest.mark.registry
+@pytest.mark.kube
+@pytest.mark.sandbox
+@pytest.mark.agent
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
+def test_init_services_deploy_verify_and_run_through_propeller_next_to_the_demo(
+        sandbox, kube_api, kubeconfig, docker_client, registry, base_image, propeller_tools, tmp_path):
+    project = copy_project(tmp_path)
+    for service, (mode, _, _) in SERVICES.items():
+        created = run_cli("init", service, mode, "--into", str(tmp_path))
+        assert created.code == 0, created.stderr
+    helm = helm_binary(4)
+    before = snapshot(kube_api)
+    with agent_pods(kube_api, docker_client, NS):
+        deployed = deploy_cli(project, helm, "--output", "json")
+        assert deployed.code == 0, deployed.stderr[-4000:]
+        result = deployed.json
+        assert sorted(result["helm_upgrades"]) == ["demo-dev", "demo-prod", "my-agent", "my-lookup"]
+        served = result["verify"]["services"]
+        assert result["verify"]["ok"]
+        assert "my_agent" in served["my-agent"]["served"] and "my_lookup" in served["my-lookup"]["served"]
+        assert "flyte_agents_demo" in served["demo-prod"]["served"]
+        routed = routing_doc(kube_api)["plugins"]["connector-service"]
+        assert routed["connectorForTaskTypes"]["my_agent"] == "my-agent"  # the async type is pinned
+        assert routed["connectorForTaskTypes"]["flyte_agents_demo"] == "demo-prod"
+        assert "my_lookup" not in routed["connectorForTaskTypes"]  # sync types are discovered, never pinned (1.16)
+        assert routed["connectors"]["my-lookup"]["endpoint"] == "k8s://my-lookup.flyte:8000"
+
+        # a task of each new type runs through the real flytepropeller to the service it is routed to
+        propeller = executions.Propeller(kube_api, propeller_tools.kubectl_flyte, kubeconfig, "kwok")
+        for service, (_, package, task_class) in SERVICES.items():
+            sys.path.insert(0, str(tmp_path / service / package))
+            task = getattr(importlib.import_module(package), task_class)
+            execution = propeller.run(task(name=f"{package}.greet", prefix="Hi"), {"name": "propeller"}, timeout=120)
+            assert (execution.phase, execution.outputs) == ("SUCCEEDED", {"greeting": "Hi, propeller!"}), \
+                execution.message
+
+        for service in SERVICES:
+            checked = run_cli("conformance", "--sandbox", "--project", str(project), "--helm", helm, "--service",
+                              service, "--output", "json")
+            assert checked.code == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
+
+        removed = run_cli("undeploy", "--sandbox", "--project", str(project), "--helm", helm)
+        assert removed.code == 0, removed.stderr[-2000:]
+    after = snapshot(kube_api)
+    assert after["configmaps"] == before["configmaps"]  # the routing is back, byte for byte
+    assert [o for o in after["objects"] if o.split("/", 1)[1] in SERVICES] == []
