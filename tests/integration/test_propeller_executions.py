@@ -226,14 +226,25 @@ def test_agent_tasks_run_where_the_routing_says(stand, major, tmp_path, registry
     assert f"CreateTask demo.greet -> job {job} on demo-prod-" in stand.server_log("demo-prod")
     assert job not in stand.server_log("demo-dev") and job not in stand.server_log(stand.builtin)
 
-    # builtin: keep -> the built-in should serve sensor. Propeller polls defaultConnector first and each entry of
-    # connectors after it, and a later answer takes the task type: demo-prod (a flytekit server, so it serves
-    # sensor too) takes sensor from the built-in unless the routing pins it. Measured, reported at the end.
+    # builtin: keep. Propeller polls the default deployment first and each entry after it, and a later answer takes
+    # the task type: demo-prod (a flytekit server, so it serves sensor and webhook too) would take sensor from the
+    # built-in. From 1.16 the routing pins sensor to the built-in as an entry of its own; before 1.16 a pin loses to
+    # discovery, so demo-prod runs sensor, and the deploy's verify warns about it.
     before = stand.create_count(stand.builtin, "sensor"), stand.create_count("demo-prod", "sensor")
     run_sensor(stand)
     after = stand.create_count(stand.builtin, "sensor"), stand.create_count("demo-prod", "sensor")
     assert sum(after) == sum(before) + 1
-    keep_broken = after != (before[0] + 1, before[1])
+    sensor_ran_on = stand.builtin if after[0] == before[0] + 1 else "demo-prod"
+    warned = {f["message"].split()[2]: f for f in first.json["verify"]["findings"]}
+    assert {f["rule"] for f in warned.values()} == {"builtin-type-taken"}
+    if stand.flyte == "1.16":
+        assert sensor_ran_on == stand.builtin
+        assert set(warned) == {"webhook"}  # sync: never pinned, so the warning names where propeller sends it
+        assert f"whichever of demo-prod, {stand.builtin} it polls last" in warned["webhook"]["message"]
+    else:
+        assert sensor_ran_on == "demo-prod"
+        assert set(warned) == {"sensor", "webhook"}
+        assert "sends sensor to demo-prod" in warned["sensor"]["message"]
 
     if stand.flyte == "1.16":
         # a one-file code change: new image, helm upgrade, routing unchanged -> propeller keeps running
@@ -274,9 +285,6 @@ def test_agent_tasks_run_where_the_routing_says(stand, major, tmp_path, registry
     before = stand.create_count(stand.builtin, "sensor")
     run_sensor(stand)
     assert stand.create_count(stand.builtin, "sensor") == before + 1
-    if keep_broken:
-        pytest.xfail("builtin: keep does not keep sensor on the built-in with the real propeller: demo-prod, "
-                     "routed as an entry of connectors, answers ListAgents with sensor after defaultConnector does")
 
 
 # ------------------------------------------------------------------------------------------------ lint vs propeller

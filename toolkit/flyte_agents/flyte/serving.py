@@ -7,7 +7,8 @@ from typing import Sequence
 from .config import effective
 from .lint import LintFinding
 from .services import AgentService
-from .versions import CONNECTOR_NAMING, FLYTEKIT_BUILTIN_TYPES, FlyteVersion, naming_for, pins_override_discovery
+from .versions import (CONNECTOR_NAMING, FLYTEKIT_BUILTIN_TYPES, FlyteVersion, chart_default_endpoint, naming_for,
+                       pins_override_discovery)
 
 
 def serve_command(version: FlyteVersion) -> str:
@@ -61,6 +62,62 @@ def routing_check(merged: dict, version: FlyteVersion, services: Sequence[AgentS
                                      f"task type {t} is routed to {service.id}, which does not serve it",
                                      f"add the agent for {t} to {service.id}'s image, or drop it from its taskTypes")
                          for t in missing]
+    return findings + _builtin_types_taken(merged, version, services, served)
+
+
+def kept_builtin(version: FlyteVersion, services: Sequence[AgentService], namespace: str) -> AgentService | None:
+    """`builtin: keep`: the sandbox's built-in service as an entry of its own that its async types are pinned to.
+
+    The project's services are entries of the deployments map, and propeller polls the default deployment (the
+    built-in) first and each entry after it: the last answer wins, and every flytekit server advertises sensor and
+    webhook, so an entry takes them from the built-in. From 1.16 a pin overrides discovery: the built-in becomes an
+    entry too (the default's endpoint, the built-in's name as id) and sensor is pinned to it. Always, not only when
+    a service is seen to serve it: the plan is made before the new pods answer (so `--dry-run`, `status` and a
+    no-op deploy agree), every flytekit server serves sensor, and so does the built-in. A type a service lists is
+    the service's. Sync types are never pinned (a pin forces CreateTask instead of ExecuteTaskSync), and before 1.16
+    a pin loses to discovery: `routing_check` says where propeller sends those.
+    """
+    if not pins_override_discovery(version) or all(s.default for s in services):
+        return None
+    listed = {t for s in services for t in s.task_types}
+    types = tuple(t for t, is_sync in FLYTEKIT_BUILTIN_TYPES.items() if not is_sync and t not in listed)
+    if not types:
+        return None
+    naming = naming_for(version)
+    return AgentService(naming.builtin_service, chart_default_endpoint(naming, version, namespace), types)
+
+
+def _builtin_types_taken(merged: dict, version: FlyteVersion, services: Sequence[AgentService],
+                         served: dict[str, set[str]]) -> list[LintFinding]:
+    """Warnings for flytekit's built-in types that a routed service serves while the default deployment is not
+    the project's (the sandbox's built-in, kept): propeller sends such an unpinned type to an entry, not the default."""
+    naming = naming_for(version)
+    view = effective(merged).plugins[naming.plugin]
+    if view.default is None or any(s.default for s in services):
+        return []
+    builtin_entries = [d.id for d in view.deployments if d.endpoint == view.default.endpoint]
+    findings = []
+    for task_type, is_sync in FLYTEKIT_BUILTIN_TYPES.items():
+        takers = sorted(s.id for s in services if task_type in served.get(s.id, set()))
+        if task_type in view.for_task_types or not takers:
+            continue
+        candidates = takers + builtin_entries
+        where = candidates[0] if len(candidates) == 1 else \
+            f"whichever of {', '.join(candidates)} it polls last (the order is random on every poll)"
+        if not pins_override_discovery(version):
+            fix = (f"before Flyte 1.16 a pin does not override discovery, so no routing keeps {task_type} on the "
+                   f"{naming.default_key}: make the project's default service propeller's default (in the sandbox: "
+                   f"--builtin replace), or accept that {', '.join(takers)} runs it")
+        elif is_sync:
+            fix = (f"{task_type} is sync, so it is not pinned (a pin makes propeller call CreateTask instead of "
+                   f"ExecuteTaskSync): if the project's default service should run it, make it propeller's "
+                   "default (in the sandbox: --builtin replace); else accept it")
+        else:
+            fix = "run `flyte-agents deploy` (with builtin keep it pins the built-in's async types to it)"
+        findings.append(LintFinding(
+            "builtin-type-taken", "warning",
+            f"task type {task_type} is served by the {naming.default_key} and by {', '.join(takers)}: propeller "
+            f"polls the {naming.default_key} first and sends {task_type} to {where}", fix))
     return findings
 
 

@@ -33,7 +33,8 @@ from ..flyte.config import effective
 from ..flyte.endpoints import k8s_endpoint
 from ..flyte.lint import LintFinding
 from ..flyte.services import AgentService
-from ..flyte.serving import DiscoveredTypes, discover_task_types, pinned_task_types, routing_check, serve_command
+from ..flyte.serving import (DiscoveredTypes, discover_task_types, kept_builtin, pinned_task_types, routing_check,
+                             serve_command)
 from ..imageref import validate_repository
 from ..kubeobjects import ConfigMapState
 from . import image_tags as tags
@@ -234,7 +235,10 @@ def routed_services(project: Project, cluster: Cluster, deployed: list[ReleasePl
                     discovered: dict[str, DiscoveredTypes]) -> list[AgentService]:
     """The AgentServices propeller must route to: every routed service of the project that runs in this cluster
     after the deploy (so deploying dev alone keeps prod's routing). A service without taskTypes gets its
-    `discovered` ones; without any yet (its image has not run) it is left out until the deploy asks its pods."""
+    `discovered` ones; without any yet (its image has not run) it is left out until the deploy asks its pods.
+    With the sandbox's built-in kept as the default, the built-in is routed too: as an entry that keeps its async
+    task types (kept_builtin): written, compared and removed with the project's routing; it has no release, so
+    status and verify neither list nor probe it."""
     routed = []
     for plan in deployed:
         service = plan.service
@@ -252,7 +256,9 @@ def routed_services(project: Project, cluster: Cluster, deployed: list[ReleasePl
                             "or use --builtin replace")
         routed.append(AgentService(service.id, plan.endpoint, found.task_types, service.sync, default, True,
                                       service.timeout, found.sync_task_types))
-    return routed
+    builtin_entry = kept_builtin(cluster.version, routed, cluster.target.namespace) if \
+        cluster.sandbox and builtin == "keep" else None
+    return routed + [builtin_entry] if builtin_entry else routed
 
 
 def pinned(kube: Kube, cluster: Cluster) -> dict[str, DiscoveredTypes]:
