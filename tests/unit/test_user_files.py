@@ -160,7 +160,6 @@ def test_kubeconfig_default_and_explicit_paths(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text, expected", [
     ("[1, 2]", "is not a kubeconfig"),
     ("contexts: {a: 1}", "contexts must be a list of entries with a name"),
-    ("contexts: []", "has no contexts"),
     ("contexts: [\n", "is not valid YAML at line 2"),
     ("contexts: [{name: a}]\ncontexts: []\n", "duplicate key 'contexts'"),
 ])
@@ -169,6 +168,17 @@ def test_unusable_kubeconfigs_are_one_user_error_naming_the_file(tmp_path, text,
     path.write_text(text)
     with pytest.raises(UserError, match=expected) as err:
         kubeconfig.load(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_a_kubeconfig_without_contexts_loads_but_gives_no_context(tmp_path):
+    # Loading it is no error: for --sandbox it is just not the sandbox's (the sandbox check says so, with the fix).
+    path = tmp_path / "config"
+    path.write_text("contexts: []")
+    found = kubeconfig.load(str(path))
+    assert found.contexts == ()
+    with pytest.raises(UserError, match="has no contexts") as err:
+        found.context(None)
     assert str(path) in str(err.value)
 
 

@@ -30,6 +30,9 @@ class Kubeconfig:
 
     def context(self, wanted: str | None) -> str:
         """The context to use: `wanted`, which must exist, else the current one."""
+        if not self.contexts:
+            raise UserError(f"kubeconfig {self.location} has no contexts: add one (kubectl config set-context) or "
+                            "pass another --kubeconfig")
         if wanted and wanted not in self.contexts:
             raise UserError(f"kube context {wanted!r} is not in {self.location}: use one of "
                             f"{', '.join(self.contexts)}")
@@ -62,9 +65,6 @@ def load(explicit: str | None) -> Kubeconfig:
         names, file_current = _contexts(path)
         contexts.update(dict.fromkeys(n for n in names if n not in contexts))
         current = current or file_current
-    if not contexts:
-        raise UserError(f"kubeconfig {os.pathsep.join(map(str, existing))} has no contexts: add one (kubectl config "
-                        "set-context) or pass another --kubeconfig")
     return Kubeconfig(existing, tuple(contexts), current)
 
 
