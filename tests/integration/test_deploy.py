@@ -236,6 +236,8 @@ def test_deploy_redeploy_verify_status_undeploy(sandbox, major, kube_api, regist
     assert misrouted.code == 11
     assert f"task type {DEMO} is served by demo-prod but propeller routes it to someone-else" in misrouted.error
     assert "run `flyte-agents deploy`" in misrouted.error
+    # the table output shows the warnings too: webhook is sync, never pinned, so a project service may run it
+    assert "warning: [builtin-type-taken] task type webhook is served by the default" in misrouted.stderr
 
     removed = run_cli("undeploy", "--sandbox", "--project", str(project), "--helm", helm, "--output", "json")
     assert removed.code == 0, removed.stderr[-2000:]

@@ -196,3 +196,6 @@ def verified_table(releases: list[dp.ReleasePlan], verify: dp.VerifyResult, rout
         table.add_row(release.service.id, release.service.environment, release.image, release.endpoint, health,
                       ", ".join(verify.served(release.service.id)), routes.get(release.service.id, "not routed"))
     stdout().print(table)
+    for finding in verify.findings:  # errors fail the command with their own line; warnings only show here
+        if finding.severity == "warning":
+            click.echo(finding.line(), err=True)
