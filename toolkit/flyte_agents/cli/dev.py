@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from ..workflows.project import load
 from .target import Session, target_options
 
 
@@ -23,6 +22,7 @@ def dev(python, port, host_address, config_file, **kw) -> None:
     """Serve one service's agent from source on this machine and route its task types to it until Ctrl-C."""
     from ..flyte.versions import FlyteVersion
     from ..workflows import dev as wf  # the clients it brings load only when the command runs
+    from ..workflows.project import load
 
     project = load(kw["project_file"])
     service = wf.pick_service(project, kw["service_ids"])

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..workflows import scaffold as wf
-
 EXAMPLES = """\b
 Examples:
   flyte-agents init my-agent                       # async connector for Flyte 1.16, in this directory
@@ -39,6 +37,8 @@ def init(name, sync, task_type, flyte_version, into, dry_run, output) -> None:
     Dockerfile with dependencies and agent code in separate layers, values files, and adds an image and a service to
     flyte-agents.yaml. Never overwrites a file.
     """
+    from ..workflows import scaffold as wf  # the templates and the YAML round-trip load only when it runs
+
     prepared = wf.prepare(wf.Request(name, sync, task_type, flyte_version, into))
     if not dry_run:
         wf.write(prepared)
