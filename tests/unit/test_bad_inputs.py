@@ -489,6 +489,23 @@ for _id, _env, _argv, _word in (
     row(f"env-{_id}", _argv, _word, env=_env, files={"latin1.yaml": "a: é\n".encode("latin-1"),
                                                      "broken.yaml": b"contexts: {a: 1}\n"})
 
+# dev reads the service's requirements (its local source) and a --config-file through the same reader.
+def _local_source(requirements: bytes) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        (root / "agent" / "pkg" / "pkg").mkdir(parents=True)
+        (root / "agent" / "pkg" / "pkg" / "__init__.py").write_bytes(b"")
+        (root / "agent" / "requirements.txt").write_bytes(requirements)
+    return setup
+
+
+_DEV = ["dev", "--service", "demo-prod", "--python", sys.executable, "--config-file"]
+row("dev-config-file-latin1", [*_DEV, "latin1.yaml"], "--config-file latin1.yaml", "not UTF-8",
+    files={"latin1.yaml": "a: é\n".encode("latin-1")}, setup=_local_source(b"./pkg\n"))
+row("dev-config-file-directory", [*_DEV, "agent"], "--config-file agent", "is a directory",
+    setup=_local_source(b"./pkg\n"))
+row("dev-requirements-latin1", [*_DEV, "c.yaml"], "requirements.txt", "not UTF-8", files={"c.yaml": b"{}\n"},
+    setup=_local_source("./pkg # é\n".encode("latin-1")))
+
 # ------------------------------------------------------------------------------------------------ propeller configs
 
 

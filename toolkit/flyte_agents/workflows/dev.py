@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from .. import userfiles
 from ..adapters import grpc
 from ..adapters import localserver as local
 from ..adapters.helm import Helm
@@ -91,7 +92,7 @@ def source_of(project: Project, service: ServiceConfig) -> Source:
         raise UserError(f"services.{service.id}: image {service.image} ({context}) has no requirements.txt, so it "
                         f"has no local source: {fix}")
     roots, modules = [], []
-    for entry in core.local_requirements(requirements.read_text()):
+    for entry in core.local_requirements(userfiles.read_text(requirements, "requirements file")):
         package = (context / entry).resolve()
         root = package / "src" if (package / "src").is_dir() else package
         found = sorted(p.name for p in root.iterdir() if (p / "__init__.py").is_file()) if root.is_dir() else []
@@ -322,11 +323,7 @@ class FileTarget:
         self.session: core.DevSession | None = None
 
     def _config(self) -> PropellerConfig:
-        try:
-            text = self.path.read_text()
-        except OSError as err:
-            raise UserError(f"--config-file {self.path}: {err.strerror or err}: pass propeller's config file") \
-                from None
+        text = userfiles.read_text(self.path, "--config-file")
         return PropellerConfig((ConfigFile(self.path.name, text, str(self.path)),))
 
     def claim(self, port: int) -> core.DevSession:
