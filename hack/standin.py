@@ -71,8 +71,9 @@ def up(flyte: str) -> None:
             stdin=render(flyte))
     if kubectl("config", "get-contexts", CONTEXT, check=False).returncode != 0:
         add_context()
-    kubectl("--context", CONTEXT, "-n", NAMESPACE, "rollout", "status", "deployment/flyte-sandbox",
-            "--timeout=60s")
+    for deployment in ("flyte-sandbox", FLAVORS[flyte]["svc"]):  # both: a test may read either right away
+        kubectl("--context", CONTEXT, "-n", NAMESPACE, "rollout", "status", f"deployment/{deployment}",
+                "--timeout=60s")
     print(f"standin: Flyte {FLAVORS[flyte]['version']} sandbox stand-in ready (context {CONTEXT}, "
           f"namespace {NAMESPACE}, built-in {FLAVORS[flyte]['svc']})")
 
