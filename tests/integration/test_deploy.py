@@ -372,6 +372,48 @@ def _assert_unchanged(kube_api, before: dict, helm: str) -> None:
     assert listed.stdout.strip() == ""
 
 
+@pytest.mark.parametrize("sandbox, major", [("1.16", 3), ("1.16", 4)], indirect=["sandbox"],
+                         ids=["helm3", "helm4"])
+def test_a_release_left_pending_by_a_killed_helm_is_rolled_back_then_upgraded(sandbox, major, kube_api,
+                                                                             image_repository, pod_runner, tmp_path):
+    """A helm killed mid-upgrade (SIGKILL while it waits for a pod that never pulls its image) leaves the release
+    pending-upgrade, which refuses every later upgrade. The next deploy must see that in its plan, roll it back
+    and upgrade it."""
+    helm = helm_binary(major)
+    project = write_project(tmp_path, image_repository)
+    assert deploy_cli(project, helm).code == 0
+    env = {**os.environ, "HELM_KUBECONTEXT": "flyte-sandbox"}
+    stuck = subprocess.Popen(
+        [helm, "upgrade", "demo-dev", str(REPO / "charts/flyte-agent"), "-n", NS, "--reuse-values", "--wait",
+         "--timeout", "120s", "--set-string", "podAnnotations.flyte-agents\\.dev/fault=image-pull-backoff"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def status() -> str:
+        shown = subprocess.run([helm, "status", "demo-dev", "-n", NS, "-o", "json"], env=env, capture_output=True,
+                               text=True)
+        return json.loads(shown.stdout)["info"]["status"] if shown.returncode == 0 else shown.stderr
+
+    deadline = time.monotonic() + 60
+    while status() != "pending-upgrade":
+        assert stuck.poll() is None, stuck.stderr.read()
+        assert time.monotonic() < deadline, status()
+        time.sleep(0.2)
+    stuck.kill()
+    stuck.wait()
+    assert status() == "pending-upgrade"
+
+    result = deploy_cli(project, helm, "--output", "json")
+    assert result.code == 0, result.stderr[-3000:]
+    history = json.loads(subprocess.run([helm, "history", "demo-dev", "-n", NS, "-o", "json"], env=env,
+                                        capture_output=True, text=True, check=True).stdout)
+    assert [(h["revision"], h["status"]) for h in history][-2:] == [(3, "superseded"), (4, "deployed")]
+    assert history[-2]["description"] == "Rollback to 1"
+    apps = client.AppsV1Api(kube_api)
+    annotations = apps.read_namespaced_deployment("demo-dev", NS).spec.template.metadata.annotations or {}
+    assert "flyte-agents.dev/fault" not in annotations
+    assert status() == "deployed"
+
+
 @pytest.mark.parametrize("sandbox", ["1.16"], indirect=True)
 def test_registry_down_changes_nothing(sandbox, kube_api, image_repository, tmp_path):
     helm = helm_binary(4)

@@ -5,7 +5,10 @@
   prints a deprecation warning). Both imply waiting for the release's resources.
 * Never `disable_validation` (pyhelm3 splits that flag into characters: tooling §1.5), never `recreate_pods`
   (gone in helm 4), never pyhelm3's list concatenation: the caller passes ONE values dict, merged with Helm's rules.
-* `proceedable` runs pyhelm3's get_proceedable_revision (un-sticks pending-install/upgrade/rollback releases).
+* `recover` runs pyhelm3's get_proceedable_revision (un-sticks pending-install/upgrade/rollback releases); the
+  caller asks only for a release its plan saw stuck (`Revision.stuck`), as each helm run costs ~0.2-0.4 s.
+* `upgrade` takes the chart's parsed Chart.yaml (not `helm show chart`) and builds the new revision from the
+  upgrade's own JSON (not a `helm status` after it): a code-change redeploy runs one helm process.
 * A release's state is ONE `helm status -o json` (it carries revision, status, description and the user-supplied
   values), and `current_many` asks for several releases concurrently: a no-op deploy is mostly these lookups.
 * Errors become HelmError with helm's own last `Error:` line.
@@ -22,6 +25,9 @@ from typing import Any
 from ..errors import HelmError, UserError
 
 
+STUCK_STATUSES = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
+
+
 @dataclass(frozen=True)
 class Revision:
     release: str
@@ -36,6 +42,11 @@ class Revision:
         info = status.get("info") or {}
         return cls(status["name"], namespace, int(status["version"]), str(info.get("status", "unknown")),
                    info.get("description") or "", status.get("config") or {})
+
+    @property
+    def stuck(self) -> bool:
+        """Left mid-operation (an interrupted helm): an upgrade must first roll it back or uninstall it."""
+        return self.status in STUCK_STATUSES
 
     def to_dict(self) -> dict:
         return {"release": self.release, "namespace": self.namespace, "revision": self.revision,
@@ -124,21 +135,23 @@ class Helm:
         except pyhelm3.errors.ReleaseNotFoundError:
             return None
 
-    def proceedable(self, release: str, namespace: str, timeout: str) -> None:
-        self._run(f"recovery of {release}", self.client.get_proceedable_revision(release, namespace=namespace,
-                                                                                timeout=timeout))
+    def recover(self, release: str, namespace: str, timeout: str) -> int | None:
+        """Roll a stuck release back (or uninstall a stuck install); the revision it is at then, None if gone."""
+        revision = self._run(f"recovery of {release}", self.client.get_proceedable_revision(
+            release, namespace=namespace, timeout=timeout))
+        return revision.revision if revision is not None else None
 
-    def upgrade(self, release: str, chart: Path, values: dict, namespace: str, timeout: str,
+    def upgrade(self, release: str, chart: Path, chart_meta: dict, values: dict, namespace: str, timeout: str,
                 description: str) -> Revision:
+        from pyhelm3.models import Chart
+
         async def install() -> Revision:
-            loaded = await self.client.get_chart(str(chart))
             flag = {"atomic": True} if self.major == 3 else {"rollback_on_failure": True}
-            await self.client.install_or_upgrade_release(
-                release, loaded, values, namespace=namespace, timeout=timeout, wait=True, cleanup_on_fail=True,
-                create_namespace=False, description=description, **flag)
-            revision = await self._status(release, namespace)
-            assert revision is not None, f"{release} was installed"
-            return revision
+            new = await self.client.install_or_upgrade_release(
+                release, Chart(self.command, ref=chart, metadata=chart_meta), values, namespace=namespace,
+                timeout=timeout, wait=True, cleanup_on_fail=True, create_namespace=False, description=description,
+                **flag)
+            return Revision(release, namespace, new.revision, new.status.value, new.description or "", values)
 
         return self._run(f"upgrade --install {release}", install())
 

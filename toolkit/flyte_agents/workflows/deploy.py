@@ -94,6 +94,7 @@ class DeployPlan:
     restart: bool
     helm_version: str
     chart: Path
+    chart_meta: dict  # its Chart.yaml
     deployed: list[ReleasePlan]  # releases plus the project's other installed services: what gets routed
     builtin: str
     known: dict[str, DiscoveredTypes]  # service id -> the task types propeller pins to it now
@@ -276,7 +277,8 @@ def plan(project: Project, cluster: Cluster, kube: Kube, helm: Helm, docker: Any
     build_plan = images.plan(list(specs.values()), build_options, docker)
     refs = {name: build_plan.images[i].ref for i, name in enumerate(specs)}
     current = helm.current_many([s.id for s in project.services], cluster.namespace)
-    description = chart_description(project.chart)
+    meta = chart_meta(project.chart)
+    description = chart_description(project.chart, meta)
     releases = [_release_plan(project, service, cluster, current[service.id], refs[service.image], description)
                 for service in services]
     # Services of the project that are installed but not part of this deploy keep their routing.
@@ -287,7 +289,7 @@ def plan(project: Project, cluster: Cluster, kube: Kube, helm: Helm, docker: Any
     routed = routed_services(project, cluster, releases + existing, builtin, known)
     preview = _preview(kube, cluster, routed)
     return DeployPlan(cluster, build_plan, releases, routed, preview, preview.restart_needed, helm.version,
-                      project.chart, releases + existing, builtin, known)
+                      project.chart, meta, releases + existing, builtin, known)
 
 
 def _preview(kube: Kube, cluster: Cluster, routed: list[AgentService]) -> routing.RoutingResult:
@@ -295,10 +297,10 @@ def _preview(kube: Kube, cluster: Cluster, routed: list[AgentService]) -> routin
                                  version=cluster.version, dry_run=True)
 
 
-def chart_description(chart: Path) -> str:
+def chart_description(chart: Path, meta: dict | None = None) -> str:
     """The release description a deploy records: the chart's name, version and content digest, so that one
     `helm status` tells whether the deployed chart is this one."""
-    meta = chart_meta(chart)
+    meta = meta or chart_meta(chart)
     return f"{DESCRIPTION_PREFIX}{meta['name']}-{meta['version']}@{chart_digest(chart)}"
 
 
@@ -542,12 +544,14 @@ def _apply_releases(deploy_plan: DeployPlan, helm: Helm, options: Options, undo:
         if release.action == "unchanged":
             progress(f"helm: {release.release} unchanged (revision {release.current.revision})")
             continue
-        helm.proceedable(release.release, release.namespace, options.helm_timeout)
-        current = helm.current(release.release, release.namespace)
-        undo.releases.append((release, current.revision if current else None))
+        # The plan's own `helm status` tells the revision to roll back to, unless the release was stuck mid-operation.
+        current = release.current
+        previous = helm.recover(release.release, release.namespace, options.helm_timeout) \
+            if current is not None and current.stuck else (current.revision if current else None)
+        undo.releases.append((release, previous))
         progress(f"helm: {release.action} {release.release} ({release.reason}), waiting for it to be ready")
-        revision = helm.upgrade(release.release, deploy_plan.chart, release.values, release.namespace,
-                                options.helm_timeout, release.description)
+        revision = helm.upgrade(release.release, deploy_plan.chart, deploy_plan.chart_meta, release.values,
+                                release.namespace, options.helm_timeout, release.description)
         progress(f"helm: {release.release} revision {revision.revision} {revision.status}")
         upgraded.append(release.release)
     return upgraded
