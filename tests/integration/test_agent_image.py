@@ -198,13 +198,16 @@ def with_ca_bundle(context: Path) -> Path:
     return context
 
 
+@pytest.mark.parametrize("edited", ["agent.py", "__init__.py"])
 def test_a_code_change_adds_one_small_layer_on_the_same_dependency_layers(docker_client, agent_image, base_image,
-                                                                          tmp_path):
-    """One changed file of a local package: everything but the last layer is shared with the image built before
-    (the venv is not reinstalled), and the last layer holds only the local package's code, which the image runs."""
+                                                                          tmp_path, edited):
+    """One changed file of a local package, a module or the package's __init__.py: everything but the last layer
+    is shared with the image built before (the venv is not reinstalled), and the last layer holds only the local
+    package's code, which the image runs."""
     context = with_ca_bundle(private_context(tmp_path))
-    agent = context / "flyte_agents_demo" / "flyte_agents_demo" / "agent.py"
-    agent.write_text(agent.read_text() + "\nCODE_CHANGE = 'seen'\n")
+    changed = context / "flyte_agents_demo" / "flyte_agents_demo" / edited
+    changed.write_text(changed.read_text() + "\nCODE_CHANGE = 'seen'\n")
+    module = "flyte_agents_demo" + ("" if edited == "__init__.py" else ".agent")
     tag = f"flyte-agents-test/agent-code:{uuid.uuid4().hex[:10]}"
     build(docker_client, context, tag, base_image, network_mode="host")
     try:
@@ -212,11 +215,34 @@ def test_a_code_change_adds_one_small_layer_on_the_same_dependency_layers(docker
         assert len(after) == len(before) and after[:-1] == before[:-1] and after[-1] != before[-1]
         top = docker_client.api.history(tag)[0]  # newest first: the COPY of the local package's code
         assert "/opt/agent" in top["CreatedBy"] and top["Size"] < 100_000
-        out = docker_client.containers.run(tag, ["python", "-c", "import flyte_agents_demo.agent as a; "
-                                                 "print(a.CODE_CHANGE)"], remove=True)
+        out = docker_client.containers.run(tag, ["python", "-c", f"import {module} as m; print(m.CODE_CHANGE)"],
+                                           remove=True)
         assert out.decode().strip() == "seen"
     finally:
         docker_client.images.remove(tag, noprune=True)
+
+
+@pytest.mark.parametrize("metadata, real", [
+    ("", False),
+    ('[tool.setuptools.dynamic]\nversion = {attr = "flyte_agents_demo.__version__"}\n', True),
+])
+def test_the_venv_stage_gets_a_package_init_only_where_the_metadata_may_read_it(docker_client, base_image,
+                                                                                tmp_path, metadata, real):
+    """The context stage's /meta (what the venv stage installs from): an empty __init__.py for a package whose
+    metadata is static, the real one where it is `dynamic` (here: the version read from __version__)."""
+    context = private_context(tmp_path)
+    pyproject = context / "flyte_agents_demo" / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + metadata)
+    tag = f"flyte-agents-test/agent-context:{uuid.uuid4().hex[:10]}"
+    docker_client.images.build(path=str(context), tag=tag, target="context", buildargs={"BASE_IMAGE": base_image},
+                               rm=True, forcerm=True)
+    try:
+        out = docker_client.containers.run(tag, ["cat", "/meta/flyte_agents_demo/flyte_agents_demo/__init__.py"],
+                                           remove=True)
+        source = (context / "flyte_agents_demo" / "flyte_agents_demo" / "__init__.py").read_bytes()
+        assert out == (source if real else b"")
+    finally:
+        docker_client.images.remove(tag)
 
 
 def test_a_local_requirement_that_is_no_package_fails_the_build_with_one_line(docker_client, base_image, tmp_path):
