@@ -166,8 +166,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
-            runner.sync()
-            time.sleep(1)
+            try:
+                runner.sync()
+            except Exception as err:  # noqa: BLE001 - e.g. a namespace being deleted: a kubelet carries on too
+                print(f"agent_pods: sync failed, retrying: {err!r}"[:500], flush=True)
+            time.sleep(0.5)
     except (KeyboardInterrupt, SystemExit):
         runner.clean()
     return 0
