@@ -64,20 +64,20 @@ class PodRunner:
                    if p.metadata.deletion_timestamp is None and p.status.phase == "Running" and p.status.pod_ip]
         pods = {p.metadata.name: p for p in running if self._runs_in_container(p)}
         containers = {key.split("/", 1)[1]: c for key, c in self._containers().items()}
-        current = {name: c for name, c in containers.items()
+        current = {name for name, c in containers.items()
                    if name in pods and c.labels.get(f"{LABEL}.uid") == pods[name].metadata.uid}
-        starting = pods.keys() - current.keys()
+        starting = pods.keys() - current
         # A rolling update's old pod ends after the new one runs: old containers go after the new ones start (on
         # vfs, removing one took 7-8 s of every code-change redeploy), except those holding a name or an IP (kwok
         # reuses freed ones) that a starting pod needs.
         wanted_ips = {pods[name].status.pod_ip for name in starting}
-        in_the_way = {name for name in containers.keys() - current.keys()
+        in_the_way = {name for name in containers.keys() - current
                       if name in pods or containers[name].labels.get(f"{LABEL}.ip") in wanted_ips}
         for name in in_the_way:
             self._remove(name, containers[name])
         for name in starting:
             self._start(pods[name])
-        for name in containers.keys() - current.keys() - in_the_way:
+        for name in containers.keys() - current - in_the_way:
             self._remove(name, containers[name])
         self.propeller.sync([p for p in running if propeller_pod.PropellerPods.handles(p)])
 

@@ -545,9 +545,9 @@ def _apply_releases(deploy_plan: DeployPlan, helm: Helm, options: Options, undo:
             progress(f"helm: {release.release} unchanged (revision {release.current.revision})")
             continue
         # The plan's own `helm status` tells the revision to roll back to, unless the release was stuck mid-operation.
-        current = release.current
-        previous = helm.recover(release.release, release.namespace, options.helm_timeout) \
-            if current is not None and current.stuck else (current.revision if current else None)
+        previous = release.current.revision if release.current else None
+        if release.current is not None and release.current.stuck:
+            previous = helm.recover(release.release, release.namespace, options.helm_timeout)
         undo.releases.append((release, previous))
         progress(f"helm: {release.action} {release.release} ({release.reason}), waiting for it to be ready")
         revision = helm.upgrade(release.release, deploy_plan.chart, deploy_plan.chart_meta, release.values,
